@@ -1,0 +1,104 @@
+"""Language adapter: any Hugging Face causal LM under a memory policy.
+
+The model is loaded with the namm attention hook, the prompt is prefilled in schedule-aligned chunks and the
+answer decoded greedily, one token per pass, with the same memory schedule (namm-spec §1). Grouped-query
+attention needs nothing special: the hook averages each KV head's query heads for the policy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from namm_suite.attention import ATTN_IMPLEMENTATION
+from namm_suite.manager import MemoryManager, MemoryStats
+
+from .models import load_causal_lm
+
+
+@dataclass
+class Generation:
+    """One greedy answer and what the cache held while producing it.
+
+    Attributes:
+        text: decoded answer (special tokens removed).
+        prompt_tokens / new_tokens: token counts.
+        stats: the manager's memory statistics (kept tokens per head, KV bytes, update time).
+        prefill_seconds / decode_seconds: wall time of the prompt pass(es) and of the decode loop.
+    """
+
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    stats: MemoryStats
+    prefill_seconds: float
+    decode_seconds: float
+
+
+class LanguageAdapter:
+    """Runs prompts through a frozen causal LM whose KV cache is managed by a :class:`MemoryManager`."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        if model.config._attn_implementation != ATTN_IMPLEMENTATION:
+            raise ValueError(
+                f"the model must be loaded with attn_implementation={ATTN_IMPLEMENTATION!r}, "
+                f"got {model.config._attn_implementation!r}"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, dtype: torch.dtype = torch.float32,
+                        device: str = "cpu") -> LanguageAdapter:
+        """Load an embedded model name (e.g. ``smollm2-135m``) or a local HF checkpoint directory."""
+        model, tokenizer = load_causal_lm(name_or_path, attn_implementation=ATTN_IMPLEMENTATION,
+                                          dtype=dtype, device=device)
+        return cls(model, tokenizer)
+
+    def encode(self, prompt: str, chat: bool = True) -> torch.Tensor:
+        """Token ids ``[1, T]`` of ``prompt``, wrapped in the model's chat template when ``chat`` and the
+        tokenizer has one."""
+        if chat and getattr(self.tokenizer, "chat_template", None):
+            ids = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt",
+                return_dict=True,
+            )["input_ids"]
+        else:
+            ids = self.tokenizer(prompt, return_tensors="pt").input_ids
+        return ids.to(self.model.device)
+
+    @torch.no_grad()
+    def generate(self, prompt: str | torch.Tensor, manager: MemoryManager, max_new_tokens: int = 64,
+                 chat: bool = True) -> Generation:
+        """Greedy answer to ``prompt`` (text or ids ``[1, T]``) with the cache managed by ``manager``;
+        stops at an end-of-sequence token."""
+        ids = prompt if isinstance(prompt, torch.Tensor) else self.encode(prompt, chat=chat)
+        manager.new_cache()
+        start = time.perf_counter()
+        logits = manager.forward(self.model, ids)
+        prefill = time.perf_counter() - start
+        stop_ids = _stop_ids(self.model, self.tokenizer)
+        new: list[int] = []
+        start = time.perf_counter()
+        while len(new) < max_new_tokens:
+            token = int(logits.argmax(-1))
+            if token in stop_ids:
+                break
+            new.append(token)
+            if len(new) == max_new_tokens:
+                break
+            logits = manager.forward(self.model, torch.tensor([[token]], device=ids.device))
+        decode = time.perf_counter() - start
+        text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        return Generation(text, ids.shape[1], len(new), manager.stats(), prefill, decode)
+
+
+def _stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

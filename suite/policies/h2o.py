@@ -1,0 +1,35 @@
+"""H2O: heavy hitters (tokens with the largest accumulated attention) plus a recent window
+(Zhang et al., "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of LLMs", NeurIPS 2023)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import PolicyView, ScoredPolicy, register_policy
+
+
+@register_policy("h2o")
+@dataclass
+class H2OPolicy(ScoredPolicy):
+    """Keep heavy hitters by accumulated attention plus the most recent tokens (H2O).
+
+    Attributes:
+        recent_ratio: share of the budget reserved for the most recent tokens (paper: 0.5), in [0, 1].
+    """
+
+    recent_ratio: float = 0.5
+    needs_attention = True
+    token_state = {"h2o_score": (1,)}
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.recent_ratio <= 1.0:
+            raise ValueError(f"h2o: recent_ratio must be in [0, 1], got {self.recent_ratio}")
+
+    def score(self, view: PolicyView) -> torch.Tensor:
+        accumulated = view.state["h2o_score"][..., 0] + view.attn.sum(dim=2)
+        view.state["h2o_score"] = accumulated[..., None]
+        n_recent = int(round(self.recent_ratio * view.budget))
+        newest = view.positions.masked_fill(~view.valid, -1).amax(-1, keepdim=True)
+        return accumulated.masked_fill(view.positions > newest - n_recent, float("inf"))

@@ -1,0 +1,129 @@
+"""The NAMM memory policy: features -> BAM scores -> eviction, per layer and KV head."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from ..namm.checkpoint import NammHyperParams, load_namm, save_namm
+from ..namm.features import CONTEXT, N_BINS, RunningStats, build_features, update_ema
+from ..namm.params import BamParams
+from ..namm.scorer import bam_scores
+from ..namm.selection import SELECTIONS
+from .base import MemoryPolicy, PolicyView, register_policy
+
+EMA_KEY = "namm_ema"
+CONTEXT_KEY = "namm_ctx"
+
+
+@register_policy("namm")
+@dataclass
+class NammPolicy(MemoryPolicy):
+    """Neural Attention Memory Model (BAM): evolved scores from attention spectrograms decide what to keep.
+
+    Cetin et al., "An Evolved Universal Transformer Memory", ICLR 2025, implemented as ``namm-spec.md``.
+    At each update every cached token gets a feature vector (an EMA of the magnitude spectrogram of the
+    attention it received, standardised with frozen μ, v, plus a sinusoidal encoding of its age); a
+    backward-masked attention layer (the BAM, θ = 4172 evolved floats) scores all tokens of a head at once,
+    and tokens with negative scores are evicted. The newest token is always kept.
+
+    Fields:
+        checkpoint: path of a NAMM checkpoint (``<path>.safetensors`` + ``<path>.json``); None gives
+            θ = 0, μ = 0, v = 1, which scores every token exactly 0 and so evicts nothing.
+        selection: "kappa" (reference: every head keeps κ = max_h #{score ≥ 0} tokens, so the cache
+            stays rectangular) or "threshold" (each head keeps exactly its non-negative tokens; ragged,
+            frees more memory, a deliberate deviation from the reference).
+        collect_stats: add the un-standardised EMA vectors of valid tokens to ``self.stats`` at every
+            update (to measure μ, v in a full-cache pass with θ = 0, namm-spec §7).
+
+    ``view.budget``, when given, caps the tokens kept per head; the reference runs without one. Tokens in
+    ``view.protected`` are always kept (they rank like the newest token).
+    """
+
+    checkpoint: str | None = None
+    selection: str = "kappa"
+    collect_stats: bool = False
+
+    needs_attention: ClassVar[bool] = True
+    attention_rows: ClassVar[int | None] = None
+    uses_budget: ClassVar[bool] = False
+    token_state: ClassVar[dict[str, tuple[int, ...]]] = {EMA_KEY: (N_BINS,), CONTEXT_KEY: (CONTEXT,)}
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(
+                f"NammPolicy.selection must be one of {sorted(SELECTIONS)}, got {self.selection!r}"
+            )
+        self.params = BamParams()
+        self.mu = torch.zeros(N_BINS)
+        self.var = torch.ones(N_BINS)
+        self.stats_count = 0
+        self.hparams = NammHyperParams(selection=self.selection)
+        self.provenance: dict[str, Any] = {}
+        self.stats = RunningStats(N_BINS)
+        if self.checkpoint is not None:
+            # the checkpoint's selection rule is informative only: running the other rule is an option
+            ckpt = load_namm(self.checkpoint, NammHyperParams(), ignore=("selection",))
+            self.params, self.stats_count = ckpt.params, ckpt.count
+            self.mu, self.var = ckpt.mu, ckpt.var
+            self.hparams, self.provenance = ckpt.hparams, ckpt.provenance
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], **fields: Any) -> NammPolicy:
+        """``NammPolicy(checkpoint=path, **fields)``."""
+        return cls(checkpoint=os.fspath(path), **fields)
+
+    def vector(self) -> torch.Tensor:
+        """θ as a flat float32 ``[4172]`` vector (namm-spec §6 order)."""
+        return self.params.to_vector()
+
+    def set_vector(self, theta: Any) -> None:
+        """Replace θ with a flat vector of 4172 floats (e.g. a CMA-ES candidate)."""
+        self.params.from_vector(theta)
+
+    def set_stats(self, mu: torch.Tensor, var: torch.Tensor, count: int = 0) -> None:
+        """Replace the frozen standardisation statistics μ, v (float ``[17]``)."""
+        for name, value in (("mu", mu), ("var", var)):
+            if tuple(value.shape) != (N_BINS,):
+                raise ValueError(f"{name} must have shape ({N_BINS},), got {tuple(value.shape)}")
+        self.mu, self.var, self.stats_count = mu.float().cpu(), var.float().cpu(), int(count)
+
+    def save(self, path: str | os.PathLike[str], provenance: dict[str, Any] | None = None) -> None:
+        """Write θ, μ, v and hyper-parameters as a checkpoint (see :func:`save_namm`)."""
+        save_namm(path, self.params, self.mu, self.var, self.stats_count, self.hparams, provenance or {})
+
+    @torch.no_grad()
+    def select(self, view: PolicyView) -> torch.Tensor:
+        """Update the per-token EMA/context state in ``view.state`` and return the bool keep mask.
+
+        Reads ``view.attn`` float ``[B, H, n, K]`` (n a multiple of 16), ``num_new``, ``positions``,
+        ``valid`` and the state tensors ``namm_ema [B, H, K, 17]`` / ``namm_ctx [B, H, K, 16]``, which it
+        overwrites with their updated values (zeros on padding) for the cache to gather.
+        """
+        if view.attn is None:
+            raise ValueError("NammPolicy needs attention rows, but view.attn is None")
+        for key in (EMA_KEY, CONTEXT_KEY):
+            if key not in view.state:
+                raise ValueError(f"view.state lacks {key!r}: the cache must carry NammPolicy.token_state")
+        valid = view.valid.bool()
+        ema, context = update_ema(view.attn, view.state[EMA_KEY], view.state[CONTEXT_KEY], view.num_new)
+        ema = ema.masked_fill(~valid[..., None], 0.0)
+        context = context.masked_fill(~valid[..., None], 0.0)
+        view.state[EMA_KEY], view.state[CONTEXT_KEY] = ema, context
+        if self.collect_stats:
+            self.stats.update(ema[valid])
+
+        device = ema.device
+        self.params.to(device)
+        self.mu, self.var = self.mu.to(device), self.var.to(device)
+        features = build_features(ema, view.positions, valid, self.mu, self.var)
+        scores = bam_scores(features, valid, self.params)
+        # Tokens the schedule protects rank like the newest token (+inf): kept, and counted in κ so the
+        # cache stays rectangular. The reference protects only the newest (MemoryConfig.protected = 1).
+        protected = getattr(view, "protected", None)
+        if protected is not None:
+            scores = scores.masked_fill(protected & valid, float("inf"))
+        return SELECTIONS[self.selection](scores, valid, view.budget)
