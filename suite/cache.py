@@ -110,6 +110,9 @@ class RaggedLayer(CacheLayerMixin):
         """Keep the slots where ``keep`` ``[B, H, L]`` is True, moved to the front of each head in their
         original order; ``L`` shrinks to the longest head so the freed memory is released."""
         keep = keep & self.valid
+        if torch.equal(keep, self.valid) and bool(self.valid.all()):
+            self.num_new = 0  # nothing evicted and no padding: no copy needed
+            return
         counts = keep.sum(-1)
         new_len = int(counts.max()) if counts.numel() else 0
         # stable sort puts kept slots first, in their original order
