@@ -8,38 +8,21 @@ attention needs nothing special: the hook averages each KV head's query heads fo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from namm_suite.attention import ATTN_IMPLEMENTATION
-from namm_suite.manager import MemoryManager, MemoryStats
+from namm_suite.manager import MemoryManager
+from namm_suite.tasks.base import Episode
 
+from .base import ADAPTERS, Prediction
 from .models import load_causal_lm
-
-
-@dataclass
-class Generation:
-    """One greedy answer and what the cache held while producing it.
-
-    Attributes:
-        text: decoded answer (special tokens removed).
-        prompt_tokens / new_tokens: token counts.
-        stats: the manager's memory statistics (kept tokens per head, KV bytes, update time).
-        prefill_seconds / decode_seconds: wall time of the prompt pass(es) and of the decode loop.
-    """
-
-    text: str
-    prompt_tokens: int
-    new_tokens: int
-    stats: MemoryStats
-    prefill_seconds: float
-    decode_seconds: float
 
 
 class LanguageAdapter:
     """Runs prompts through a frozen causal LM whose KV cache is managed by a :class:`MemoryManager`."""
+
+    modality = "language"
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         if model.config._attn_implementation != ATTN_IMPLEMENTATION:
@@ -70,11 +53,17 @@ class LanguageAdapter:
             ids = self.tokenizer(prompt, return_tensors="pt").input_ids
         return ids.to(self.model.device)
 
+    def run(self, episode: Episode, manager: MemoryManager) -> Prediction:
+        """Answer a language episode (``inputs["prompt"]``, optional ``inputs["chat"]``) greedily."""
+        return self.generate(episode.inputs["prompt"], manager, max_new_tokens=episode.max_new_tokens,
+                             chat=episode.inputs.get("chat", True))
+
     @torch.no_grad()
     def generate(self, prompt: str | torch.Tensor, manager: MemoryManager, max_new_tokens: int = 64,
-                 chat: bool = True) -> Generation:
+                 chat: bool = True) -> Prediction:
         """Greedy answer to ``prompt`` (text or ids ``[1, T]``) with the cache managed by ``manager``;
-        stops at an end-of-sequence token."""
+        stops at an end-of-sequence token. ``output`` is the decoded answer; ``extra`` holds the token
+        counts and the prefill/decode seconds."""
         ids = prompt if isinstance(prompt, torch.Tensor) else self.encode(prompt, chat=chat)
         manager.new_cache()
         start = time.perf_counter()
@@ -93,7 +82,14 @@ class LanguageAdapter:
             logits = manager.forward(self.model, torch.tensor([[token]], device=ids.device))
         decode = time.perf_counter() - start
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
-        return Generation(text, ids.shape[1], len(new), manager.stats(), prefill, decode)
+        extra = {"prompt_tokens": ids.shape[1], "new_tokens": len(new), "prefill_seconds": prefill,
+                 "decode_seconds": decode}
+        return Prediction(text, manager.stats(), prefill + decode, extra)
+
+
+@ADAPTERS.register("language")
+def _language_adapter(model: str, **options) -> LanguageAdapter:
+    return LanguageAdapter.from_pretrained(model, **options)
 
 
 def _stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:

@@ -21,11 +21,6 @@ from .cache import current_layer
 ATTN_IMPLEMENTATION = "namm"
 
 
-def _repeat_heads(tensor: torch.Tensor, groups: int) -> torch.Tensor:
-    """``[B, H, ...]`` → ``[B, H*groups, ...]`` (each KV head repeated for its query heads)."""
-    return tensor if groups == 1 else tensor.repeat_interleave(groups, dim=1)
-
-
 def _plain_causal_mask(q_len: int, k_len: int, device: torch.device) -> torch.Tensor:
     """Bool ``[1, 1, q, K]`` causal mask when the last ``q`` keys are the queries."""
     offset = k_len - q_len
@@ -60,21 +55,22 @@ def namm_attention(
     layer = current_layer()
     manager = None
     if layer is not None and layer.keys is key:
-        mask = layer.attention_mask(kwargs.get("sliding_window"))  # [B, H, q, K]
-        mask = _repeat_heads(mask, groups)
+        mask = layer.attention_mask(kwargs.get("sliding_window"))[:, :, None]  # [B, H, 1, q, K]
         manager = getattr(layer, "manager", None)
-    elif attention_mask is not None:
-        mask = attention_mask if attention_mask.dtype == torch.bool else attention_mask > torch.finfo(
-            attention_mask.dtype
-        ).min / 2
     else:
-        mask = _plain_causal_mask(q_len, key.shape[-2], query.device)
+        if attention_mask is None:
+            mask = _plain_causal_mask(q_len, key.shape[-2], query.device)
+        elif attention_mask.dtype == torch.bool:
+            mask = attention_mask
+        else:
+            mask = attention_mask > torch.finfo(attention_mask.dtype).min / 2
+        mask = mask.expand(batch, q_heads, q_len, key.shape[-2]).reshape(batch, -1, groups, q_len, key.shape[-2])
 
     need_probs = manager is not None and manager.needs_attention
     if need_probs or softcap is not None or dropout > 0.0:
-        keys = _repeat_heads(key, groups)
-        values = _repeat_heads(value, groups)
-        scores = torch.matmul(query, keys.transpose(2, 3)) * scaling
+        # group the query heads of each KV head instead of copying keys/values per query head
+        grouped = query.view(batch, key.shape[1], groups, q_len, head_dim)
+        scores = torch.matmul(grouped, key[:, :, None].transpose(-1, -2)) * scaling  # [B, H, G, q, K]
         if softcap is not None:
             scores = torch.tanh(scores / softcap) * softcap
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -84,11 +80,12 @@ def namm_attention(
         probs = probs.to(query.dtype)
         if dropout > 0.0:
             probs = F.dropout(probs, p=dropout, training=module.training)
-        output = torch.matmul(probs, values)
-        weights = probs
+        output = torch.matmul(probs, value[:, :, None]).view(batch, q_heads, q_len, -1)
+        weights = probs.view(batch, q_heads, q_len, -1)
     else:
+        sdpa_mask = mask.expand(-1, -1, groups, -1, -1).reshape(batch, q_heads, q_len, -1)
         output = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=mask, scale=scaling, enable_gqa=groups > 1
+            query, key, value, attn_mask=sdpa_mask, scale=scaling, enable_gqa=groups > 1
         )
         weights = None
     return output.transpose(1, 2).contiguous(), weights

@@ -64,14 +64,85 @@ def cmd_generate(args: argparse.Namespace) -> int:
     manager = build_manager(args)
     adapter = LanguageAdapter.from_pretrained(args.model)
     result = adapter.generate(prompt, manager, max_new_tokens=args.max_new_tokens, chat=not args.no_chat)
-    stats = result.stats
-    print(result.text)
-    print(f"\n[{args.policy}] prompt {result.prompt_tokens} tokens, generated {result.new_tokens}; "
+    stats, extra = result.stats, result.extra
+    print(result.output)
+    print(f"\n[{args.policy}] prompt {extra['prompt_tokens']} tokens, generated {extra['new_tokens']}; "
           f"kept per head: mean {stats.mean_kept:.1f}, peak {stats.peak_kept:.0f}, final {stats.final_kept:.1f}; "
           f"KV bytes: peak {stats.peak_kv_bytes / 2**20:.2f} MiB, final {stats.final_kv_bytes / 2**20:.2f} MiB "
           f"(padding {stats.padding_overhead:.1%}); {stats.n_updates} memory updates "
-          f"({stats.update_seconds:.2f} s); prefill {result.prefill_seconds:.2f} s, "
-          f"decode {result.decode_seconds:.2f} s", file=sys.stderr)
+          f"({stats.update_seconds:.2f} s); prefill {extra['prefill_seconds']:.2f} s, "
+          f"decode {extra['decode_seconds']:.2f} s", file=sys.stderr)
+    return 0
+
+
+def _csv(kind):
+    def parse(value: str) -> list:
+        try:
+            return [kind(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {value!r}") from None
+    return parse
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from .tasks import describe_tasks, load_task_dir
+
+    for folder in args.include_path or []:
+        load_task_dir(Path(folder))
+    for spec in describe_tasks():
+        print(f"{spec.name:24s} {spec.modality:9s} {spec.metric:22s} {spec.source}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import SweepConfig, run_sweep
+    from .tasks import load_task_dir
+
+    for folder in args.include_path or []:
+        load_task_dir(Path(folder))
+    config = SweepConfig(
+        tasks=args.task, policies=args.policy, cache_sizes=args.cache_size, adapter=args.adapter, model=args.model,
+        seeds=args.seed, limit=args.limit, length=args.length, update_every=args.update_every,
+        namm_checkpoint=args.namm_checkpoint, selection=args.selection, namm_cap=args.namm_cap,
+        data_path=args.data_path,
+    )
+    written = run_sweep(config, Path(args.out))
+    print(f"{written} new result rows in {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    paths = [Path(p) for p in args.results]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"results file not found: {path}")
+    for written in write_report(paths, Path(args.out), title=args.title):
+        print(f"wrote {written}")
+    return 0
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    from .evolution import EvolutionConfig, run_evolution
+
+    config = EvolutionConfig.from_yaml(Path(args.config))
+    for name in ("workers", "backend", "address"):
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+    config.__post_init__()
+    state = run_evolution(config, Path(args.out), max_generations=args.generations)
+    print(f"finished generation {state.generation}; best per stage: {state.best}")
+    return 0
+
+
+def cmd_lm_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .adapters.lm_eval_model import evaluate
+
+    results = evaluate(args.model_args, args.tasks.split(","), args.include_path, args.limit)
+    print(json.dumps(results, indent=2, default=str))
     return 0
 
 
@@ -102,12 +173,57 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--quick", action="store_true", help="one prompt, one budget (a smoke run)")
     demo.set_defaults(func=cmd_demo)
 
+    tasks = sub.add_parser("tasks", help="list the tasks (name, modality, metric, data source)")
+    tasks.add_argument("--include-path", action="append", help="folder of user task YAML files")
+    tasks.set_defaults(func=cmd_tasks)
+
+    run = sub.add_parser("run", help="sweep adapter x task x policy x cache size x seed into a results file")
+    run.add_argument("--adapter", default="language")
+    run.add_argument("--model", default="smollm2-135m")
+    run.add_argument("--task", type=_csv(str), required=True, help="task name(s), comma-separated")
+    run.add_argument("--policy", type=_csv(str), required=True, help="policy name(s), comma-separated")
+    run.add_argument("--cache-size", type=_csv(int), default=[], help="tokens per KV head, comma-separated")
+    run.add_argument("--seed", type=_csv(int), default=[0])
+    run.add_argument("--limit", type=_positive, default=None, help="episodes per task and seed")
+    run.add_argument("--length", type=_positive, default=1024, help="prompt tokens (synthetic) or window")
+    run.add_argument("--update-every", type=_positive, default=64)
+    run.add_argument("--namm-checkpoint", default=None)
+    run.add_argument("--selection", default="kappa", choices=["kappa", "threshold"])
+    run.add_argument("--namm-cap", action="store_true", help="also run the NAMM capped at each cache size")
+    run.add_argument("--data-path", default=None, help="local data for loader tasks")
+    run.add_argument("--include-path", action="append", help="folder of user task YAML files")
+    run.add_argument("--out", required=True, help="results JSONL (appended; finished episodes are skipped)")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="markdown table + PNG of score vs cache size from results")
+    report.add_argument("results", nargs="+")
+    report.add_argument("--out", required=True, help="markdown file; figures are written beside it")
+    report.add_argument("--title", default=None)
+    report.set_defaults(func=cmd_report)
+
+    evolve = sub.add_parser("evolve", help="evolve a NAMM with CMA-ES (resumes from OUT/state.pkl)")
+    evolve.add_argument("config", help="evolution YAML (see configs/)")
+    evolve.add_argument("--out", required=True)
+    evolve.add_argument("--generations", type=_positive, default=None, help="stop after this many more")
+    evolve.add_argument("--workers", type=_positive, default=None)
+    evolve.add_argument("--backend", choices=["local", "ray"], default=None)
+    evolve.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    evolve.set_defaults(func=cmd_evolve)
+
+    lm_eval = sub.add_parser("lm-eval", help="run lm-eval tasks through a memory policy")
+    lm_eval.add_argument("--model-args", required=True,
+                         help="e.g. pretrained=smollm2-135m,policy=h2o,cache_size=256,update_every=64")
+    lm_eval.add_argument("--tasks", required=True)
+    lm_eval.add_argument("--include-path", default=None)
+    lm_eval.add_argument("--limit", type=_positive, default=None)
+    lm_eval.set_defaults(func=cmd_lm_eval)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError) as err:
+    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"namm {args.command}: error: {err}", file=sys.stderr)
         return 2
 

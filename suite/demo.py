@@ -45,7 +45,7 @@ def run_demo(quick: bool = False, model: str = "smollm2-135m", out: Path | None 
             for episode in episodes:
                 manager = MemoryManager(create_policy(name), MemoryConfig(update_every=UPDATE_EVERY, budget=budget))
                 result = adapter.generate(episode.prompt, manager, max_new_tokens=12)
-                scores.append(passkey_score(result.text, episode.answer))
+                scores.append(passkey_score(result.output, episode.answer))
                 kept.append(result.stats.mean_kept)
                 progress.advance(task)
             rows[(name, budget)] = (sum(scores) / len(scores), sum(kept) / len(kept))

@@ -140,10 +140,9 @@ class MemoryManager:
         self._acc.pass_bytes += layer.nbytes()
 
     def record_attention(self, layer: RaggedLayer, probs: torch.Tensor) -> None:
-        """Keep the attention rows the policy needs. ``probs``: ``[B, Hq, q, K]`` softmax probabilities."""
-        batch, q_heads, q_len, n_keys = probs.shape
-        heads = layer.keys.shape[1]
-        rows = probs.float().view(batch, heads, q_heads // heads, q_len, n_keys).mean(2)
+        """Keep the attention rows the policy needs. ``probs``: float32 ``[B, H, G, q, K]`` softmax
+        probabilities of the G query heads of each KV head; they are averaged over G (namm-spec §2)."""
+        rows = probs.float().mean(2)
         buffer = self._attention.setdefault(layer.layer_idx, [])
         buffer.append(rows)
         limit = self.policy.attention_rows

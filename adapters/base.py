@@ -1,0 +1,46 @@
+"""The adapter protocol: one verb, ``run(episode, manager) -> Prediction``, and the adapter registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from namm_suite.manager import MemoryManager, MemoryStats
+from namm_suite.registry import Registry
+from namm_suite.tasks.base import Episode
+
+
+@dataclass
+class Prediction:
+    """What an adapter produced for one episode.
+
+    Attributes:
+        output: the prediction the task scores (answer text for language and video tasks).
+        stats: the memory manager's statistics for the episode (kept tokens per head, KV bytes, updates).
+        seconds: wall time of the episode.
+        extra: adapter-specific numbers worth recording (token counts, prefill/decode time, ...).
+    """
+
+    output: Any
+    stats: MemoryStats
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Adapter(Protocol):
+    """Turns a task episode into model calls under a :class:`MemoryManager`."""
+
+    modality: str
+
+    def run(self, episode: Episode, manager: MemoryManager) -> Prediction: ...
+
+
+ADAPTERS: Registry[Callable[..., Adapter]] = Registry("adapter")
+
+
+def create_adapter(name: str, model: str, **options: Any) -> Adapter:
+    """Build the adapter registered as ``name`` for ``model`` (embedded name or local checkpoint path)."""
+    from . import language  # noqa: F401  (registration)
+
+    return ADAPTERS.get(name)(model, **options)

@@ -1,0 +1,91 @@
+"""Fitness of NAMM parameter vectors: run the frozen model with a NAMM on sampled episodes (namm-spec §8).
+
+One :class:`FitnessEvaluator` lives in each worker and loads the model once. Scores are normalised per
+task by the full-cache score of the base model on the same episodes, computed once and cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..manager import MemoryConfig, MemoryManager
+from ..namm.features import RunningStats
+from ..policies import create_policy
+from .config import EvolutionConfig
+
+
+@dataclass
+class EpisodeResult:
+    """Score and mean kept tokens per head of one episode under one policy."""
+
+    score: float
+    mean_kept: float
+
+
+class FitnessEvaluator:
+    """Runs episodes with the full cache or with a NAMM of given parameters (one model per process)."""
+
+    def __init__(self, config: EvolutionConfig, adapter=None) -> None:
+        from ..adapters.base import create_adapter
+
+        self.config = config
+        self.adapter = adapter or create_adapter(config.adapter, config.model)
+        self._tasks: dict[str, object] = {}
+
+    def task(self, name: str):
+        from ..tasks import TASKS
+
+        if name not in self._tasks:
+            self._tasks[name] = TASKS.get(name)()
+        return self._tasks[name]
+
+    def pool(self, task_name: str, seed: int | None = None, size: int | None = None) -> list:
+        """The task's episode pool: ``size`` episodes generated from ``seed`` (the training pool by default)."""
+        from ..tasks import TaskContext
+
+        cfg = self.config
+        context = TaskContext(tokenizer=getattr(self.adapter, "tokenizer", None), length=cfg.length,
+                              seed=cfg.train_seed if seed is None else seed, limit=size or cfg.pool_size,
+                              options=dict(cfg.task_options))
+        return self.task(task_name).episodes(context)
+
+    def run(self, episode, policy) -> EpisodeResult:
+        manager = MemoryManager(policy, MemoryConfig(update_every=self.config.update_every))
+        prediction = self.adapter.run(episode, manager)
+        return EpisodeResult(float(self.task(episode.task).score(prediction.output, episode)),
+                             prediction.stats.mean_kept)
+
+    def full(self, episode) -> EpisodeResult:
+        """The base model's full-cache result on ``episode``."""
+        return self.run(episode, create_policy("full"))
+
+    def member(self, theta: np.ndarray, mu: torch.Tensor, var: torch.Tensor, episodes: list) -> list[EpisodeResult]:
+        """Results of the NAMM with parameters ``theta`` (4172 floats) and frozen statistics on ``episodes``."""
+        policy = create_policy("namm", selection=self.config.selection)
+        policy.set_vector(torch.as_tensor(np.asarray(theta), dtype=torch.float32))
+        policy.set_stats(mu, var)
+        return [self.run(episode, policy) for episode in episodes]
+
+    def statistics(self, episodes: list) -> RunningStats:
+        """namm-spec §7: μ, v of all un-standardised EMA vectors of a full-cache (θ = 0) pass."""
+        policy = create_policy("namm", collect_stats=True)
+        for episode in episodes:
+            self.run(episode, policy)
+        return policy.stats
+
+
+def normalised_fitness(member: dict[str, list[EpisodeResult]], full: dict[str, list[EpisodeResult]],
+                       cache_penalty: float = 0.0) -> tuple[float, float]:
+    """``(fitness, kept fraction)``: mean over tasks of member mean score / (full mean score + 1e-9),
+    minus ``cache_penalty`` × the member's mean kept tokens relative to the full cache's."""
+    ratios, kept = [], []
+    for task, results in member.items():
+        reference = full[task]
+        full_mean = sum(r.score for r in reference) / len(reference)
+        ratios.append(sum(r.score for r in results) / len(results) / (full_mean + 1e-9))
+        kept += [m.mean_kept / max(f.mean_kept, 1e-9) for m, f in zip(results, reference, strict=True)]
+    kept_fraction = sum(kept) / len(kept)
+    return sum(ratios) / len(ratios) - cache_penalty * kept_fraction, kept_fraction

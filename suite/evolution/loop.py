@@ -1,0 +1,191 @@
+"""The CMA-ES loop over the NAMM's flat parameter vector, with a staged curriculum and crash-safe state.
+
+Every finished generation rewrites ``state.pkl`` atomically: the CMA-ES object (whose random stream is its
+own ``numpy.random.RandomState``), the frozen statistics, the cached full-cache results, the curriculum
+position and the best evaluations. A killed run resumes from the last finished generation and then
+produces exactly the generations an uninterrupted run would have produced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cma
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..namm.params import NUM_PARAMS
+from ..policies import create_policy
+from ..provenance import provenance
+from ..results import append_row
+from .backends import make_backend
+from .config import EvolutionConfig
+from .fitness import FitnessEvaluator, normalised_fitness
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvolutionState:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    es: Any
+    mu: torch.Tensor
+    var: torch.Tensor
+    count: int
+    generation: int = 0  # finished generations over all stages
+    stage: int = 0
+    stage_generation: int = 0  # finished generations of the current stage
+    stage_started: bool = False
+    full: dict[str, Any] = field(default_factory=dict)  # episode_id -> EpisodeResult (full cache)
+    best: dict[int, tuple[float, int | None]] = field(default_factory=dict)  # stage -> (fitness, generation)
+
+
+def new_strategy(config: EvolutionConfig) -> cma.CMAEvolutionStrategy:
+    """CMA-ES from the ``cma`` package with the spec's λ, μ, σ0 and m0 = 0 (separable by default)."""
+    stream = np.random.RandomState(config.seed)
+    options = {"popsize": config.population, "seed": config.seed, "randn": stream.randn, "verbose": -9,
+               "CMA_diagonal": config.separable, "tolfun": 0, "tolflatfitness": 10**9, "tolstagnation": 10**9}
+    if config.parents:
+        options["CMA_mu"] = config.parents
+    return cma.CMAEvolutionStrategy(np.zeros(NUM_PARAMS), config.sigma0, options)
+
+
+def save_state(state: EvolutionState, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        pickle.dump(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> EvolutionState | None:
+    if not path.exists():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except (pickle.UnpicklingError, EOFError) as err:
+        raise RuntimeError(f"{path}: corrupt evolution state ({err}); move it away to start afresh") from None
+
+
+def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluator | None = None,
+                  backend=None, max_generations: int | None = None, console: Console | None = None) -> EvolutionState:
+    """Run (or resume) the evolution in ``out``; stop after ``max_generations`` more generations if given."""
+    out.mkdir(parents=True, exist_ok=True)
+    evaluator = evaluator or FitnessEvaluator(config)
+    backend = backend or make_backend(config, lambda: evaluator)
+    state_path = out / "state.pkl"
+    state = load_state(state_path)
+    if state is None:
+        stats = evaluator.statistics(evaluator.pool(config.stages[0].tasks[0]))
+        state = EvolutionState(new_strategy(config), stats.mean, stats.var, stats.count)
+        logger.info("standardisation statistics from %d EMA vectors", stats.count)
+    else:
+        logger.info("resuming after generation %d (stage %d)", state.generation, state.stage)
+    pools = {}
+    total = sum(s.generations for s in config.stages)
+    remaining = total - state.generation if max_generations is None else min(max_generations, total - state.generation)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console or Console(stderr=True)) as progress:
+            bar = progress.add_task("evolution", total=total, completed=state.generation)
+            for _ in range(remaining):
+                stage = config.stages[state.stage]
+                tasks = config.tasks_of(state.stage)
+                for task in tasks:
+                    pools.setdefault(task, evaluator.pool(task))
+                _ensure_full(evaluator, state, [e for t in tasks for e in pools[t]])
+                if not state.stage_started:  # m at the start of a stage sets the bar, unsaved
+                    state.best[state.stage] = (_evaluate_mean(config, evaluator, backend, state, tasks, pools), None)
+                    state.stage_started = True
+                record = _generation(config, backend, state, tasks, pools)
+                if state.stage_generation % config.eval_every == 0 or state.stage_generation == stage.generations:
+                    score = _evaluate_mean(config, evaluator, backend, state, tasks, pools)
+                    record["eval_fitness"] = score
+                    if score > state.best[state.stage][0]:
+                        state.best[state.stage] = (score, state.generation)
+                        _save_checkpoint(config, state, out / f"stage{state.stage + 1}_best", score)
+                        _save_checkpoint(config, state, out / "namm_best", score)
+                if state.stage_generation == stage.generations and state.stage + 1 < len(config.stages):
+                    state.stage, state.stage_generation, state.stage_started = state.stage + 1, 0, False
+                save_state(state, state_path)
+                append_row(out / "log.jsonl", record)
+                progress.update(bar, completed=state.generation,
+                                description=f"stage {record['stage']} fit {record['fitness_mean']:.3f}")
+                logger.info("gen %(generation)d stage %(stage)d best %(fitness_best).4f mean %(fitness_mean).4f "
+                            "std %(fitness_std).4f kept %(kept_fraction).3f sigma %(sigma).4f", record)
+    finally:
+        backend.close()
+    return state
+
+
+def _ensure_full(evaluator: FitnessEvaluator, state: EvolutionState, episodes: list) -> None:
+    for episode in episodes:
+        key = f"{episode.task}/{episode.episode_id}"
+        if key not in state.full:
+            state.full[key] = evaluator.full(episode)
+
+
+def _generation(config: EvolutionConfig, backend, state: EvolutionState, tasks: list[str], pools) -> dict:
+    start = time.perf_counter()
+    generation = state.generation + 1
+    rng = np.random.default_rng([config.seed, generation])
+    sample = {t: [pools[t][i] for i in rng.choice(len(pools[t]), config.episodes_per_task, replace=False)]
+              for t in tasks}
+    episodes = [e for t in tasks for e in sample[t]]
+    candidates = state.es.ask()
+    results = backend.map([(x, state.mu, state.var, episodes) for x in candidates])
+    fitness, kept = [], []
+    for member in results:
+        f, k = _fitness(config, state, tasks, sample, member)
+        fitness.append(f)
+        kept.append(k)
+    state.es.tell(candidates, [-f for f in fitness])  # cma minimises
+    state.generation, state.stage_generation = generation, state.stage_generation + 1
+    return {"generation": generation, "stage": state.stage + 1, "tasks": tasks,
+            "fitness_best": max(fitness), "fitness_mean": float(np.mean(fitness)),
+            "fitness_std": float(np.std(fitness)), "kept_fraction": float(np.mean(kept)),
+            "sigma": float(state.es.sigma), "seconds": time.perf_counter() - start}
+
+
+def _fitness(config, state, tasks, sample, member_results) -> tuple[float, float]:
+    member, full, index = {}, {}, 0
+    for task in tasks:
+        n = len(sample[task])
+        member[task] = member_results[index:index + n]
+        full[task] = [state.full[f"{task}/{e.episode_id}"] for e in sample[task]]
+        index += n
+    return normalised_fitness(member, full, config.cache_penalty)
+
+
+def _evaluate_mean(config, evaluator, backend, state: EvolutionState, tasks: list[str], pools) -> float:
+    """Fitness of the search mean m on every pool episode of the stage's tasks (namm-spec §8)."""
+    episodes = [e for t in tasks for e in pools[t]]
+    chunks = [episodes[i::max(1, config.workers)] for i in range(max(1, config.workers))]
+    results = backend.map([(state.es.mean, state.mu, state.var, chunk) for chunk in chunks if chunk])
+    by_id = {f"{e.task}/{e.episode_id}": r for chunk, res in zip(chunks, results, strict=False)
+             for e, r in zip(chunk, res, strict=True)}
+    member = {t: [by_id[f"{t}/{e.episode_id}"] for e in pools[t]] for t in tasks}
+    full = {t: [state.full[f"{t}/{e.episode_id}"] for e in pools[t]] for t in tasks}
+    return normalised_fitness(member, full, config.cache_penalty)[0]
+
+
+def _save_checkpoint(config: EvolutionConfig, state: EvolutionState, path: Path, fitness: float) -> None:
+    policy = create_policy("namm", selection=config.selection)
+    policy.set_vector(torch.as_tensor(state.es.mean, dtype=torch.float32))
+    policy.set_stats(state.mu, state.var, state.count)
+    policy.hparams = type(policy.hparams)(update_every=config.update_every, selection=config.selection)
+    policy.save(path, provenance={
+        **provenance(), "evolution": config.as_dict(), "generation": state.generation, "stage": state.stage + 1,
+        "eval_fitness": fitness, "tasks": config.tasks_of(state.stage),
+    })

@@ -1,0 +1,94 @@
+"""The results store: one JSON line per finished episode, appended atomically and keyed for resuming.
+
+A line is written with a single ``write`` of the whole line under an exclusive ``flock`` and then
+fsync'd, so a crash never leaves half a record among finished ones and two processes writing the same
+file lose nothing. A torn last line (power loss mid-write) is ignored when reading and cut away before the
+next append — it never held a finished record.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class ResultsError(RuntimeError):
+    """A results file cannot be read or written; the message names the file and line."""
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any work starts if ``path`` cannot be created or appended to."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ResultsError(f"results file is not writable: {path}")
+    if not os.access(path.parent, os.W_OK):
+        raise ResultsError(f"results folder is not writable: {path.parent}")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Every complete row of ``path`` (missing file: no rows). A torn last line is skipped; a corrupt
+    line elsewhere raises :class:`ResultsError` naming the line."""
+    return list(_iter_rows(path))
+
+
+def _iter_rows(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    lines = path.read_bytes().split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield json.loads(raw)
+        except json.JSONDecodeError as err:
+            if number == len(lines):  # last line without newline: a write cut short
+                return
+            raise ResultsError(f"{path}:{number}: corrupt results line ({err.msg})") from None
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` as one JSON line, atomically with respect to crashes and concurrent writers."""
+    data = (json.dumps(row, sort_keys=True, default=str) + "\n").encode()
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            _cut_torn_tail(handle)
+            handle.seek(0, os.SEEK_END)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cut_torn_tail(handle) -> None:
+    """Truncate an incomplete last line (no trailing newline) left by a crash."""
+    size = handle.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    handle.seek(size - 1)
+    if handle.read(1) == b"\n":
+        return
+    position = size - 1
+    while position > 0:
+        step = min(4096, position)
+        handle.seek(position - step)
+        chunk = handle.read(step)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            handle.truncate(position - step + newline + 1)
+            return
+        position -= step
+    handle.truncate(0)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

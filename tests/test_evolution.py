@@ -1,0 +1,109 @@
+"""CMA-ES evolution: curriculum, checkpoints, exact resume after a crash (SIGKILL), spec constants."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from namm_suite.evolution import EvolutionConfig, load_state, run_evolution
+from namm_suite.evolution.backends import InProcessBackend
+from namm_suite.evolution.cmaes_constants import spec_constants
+from namm_suite.policies import create_policy
+
+from .fake_evolution import FakeEvaluator, fake_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(out: Path, config: EvolutionConfig | None = None, **kwargs):
+    evaluator = FakeEvaluator()
+    return run_evolution(config or fake_config(), out, evaluator=evaluator, backend=InProcessBackend(evaluator),
+                         **kwargs)
+
+
+def _log(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("seconds")
+    return rows
+
+
+def test_curriculum_checkpoints_and_log(tmp_path):
+    state = _run(tmp_path)
+    rows = _log(tmp_path)
+    assert [r["generation"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["stage"] for r in rows] == [1, 1, 1, 2, 2, 2]
+    assert rows[0]["tasks"] == ["a"] and rows[3]["tasks"] == ["a", "b"]
+    assert all(r["fitness_best"] >= r["fitness_mean"] for r in rows)
+    assert state.generation == 6 and state.stage == 1
+    # the search mean improved on the start bar, so a checkpoint exists and loads as a NAMM policy
+    assert (tmp_path / "namm_best.safetensors").exists()
+    policy = create_policy("namm", checkpoint=str(tmp_path / "namm_best"))
+    assert policy.provenance["evolution"]["population"] == 6
+    assert np.allclose(policy.vector().numpy(), load_state(tmp_path / "state.pkl").es.mean, atol=1e-7) or \
+        policy.provenance["generation"] < 6
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    _run(tmp_path / "straight")
+    _run(tmp_path / "split", max_generations=2)
+    assert len(_log(tmp_path / "split")) == 2
+    _run(tmp_path / "split", max_generations=1)
+    _run(tmp_path / "split")
+    assert _log(tmp_path / "split") == _log(tmp_path / "straight")
+    a = load_state(tmp_path / "straight" / "state.pkl").es.mean
+    b = load_state(tmp_path / "split" / "state.pkl").es.mean
+    assert np.array_equal(a, b)
+
+
+def test_sigkill_mid_run_then_resume_matches(tmp_path):
+    _run(tmp_path / "straight")
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_evolution", str(out)], cwd=ROOT, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        log = out / "log.jsonl"
+        if log.exists() and len(log.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len((out / "log.jsonl").read_text().splitlines())
+    assert 3 <= finished < 6, "the kill must land mid-run"
+    _run(out)
+    assert _log(out) == _log(tmp_path / "straight")
+
+
+def test_bad_config_is_named(tmp_path):
+    path = tmp_path / "evo.yaml"
+    path.write_text("stages: [{name: s, tasks: [passkey], generations: 2}]\npopulaton: 4\n")
+    with pytest.raises(ValueError, match="unknown field.*populaton"):
+        EvolutionConfig.from_yaml(path)
+    path.write_text("stages: [{name: s, tasks: [passkey], generations: 2}]\nupdate_every: 40\n")
+    with pytest.raises(ValueError, match="update_every = 40"):
+        EvolutionConfig.from_yaml(path)
+
+
+def test_spec_cmaes_constants():
+    """namm-spec §10.11: the reference's constants for d = 4172, λ = 32."""
+    c = spec_constants(4172, 32)
+    assert c["mu_eff"] == pytest.approx(9.17883, rel=1e-5)
+    assert c["c1"] == pytest.approx(1.14834e-7, rel=1e-4)
+    assert c["cmu"] == pytest.approx(8.36604e-7, rel=1e-4)
+    assert c["alpha"] == pytest.approx(1.137262, rel=1e-5)
+    assert c["c_sigma"] == pytest.approx(2.67041e-3, rel=1e-4)
+    assert c["d_sigma"] == pytest.approx(1.0026704, rel=1e-6)
+    assert c["cc"] == pytest.approx(9.5838e-4, rel=1e-4)
+    assert c["chi"] == pytest.approx(64.58715, rel=1e-6)
+    assert math.isclose(sum(w for w in c["weights"] if w > 0), 1.0)
+    assert sum(w for w in c["weights"] if w < 0) == pytest.approx(-c["alpha"])

@@ -1,0 +1,118 @@
+"""The sweep runner and its results file: resume without repeats, crash safety, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from namm_suite.report import aggregate, write_report
+from namm_suite.results import ResultsError, append_row, read_rows
+from namm_suite.runner import SweepConfig, expand, run_sweep
+
+from .fake_sweep import FakeAdapter
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = dict(tasks=["toy_echo"], policies=["full", "h2o", "streaming"], cache_sizes=[4, 8], seeds=[0, 1], limit=3)
+EXPECTED_ROWS = 2 * 3 * (1 + 2 + 2)  # seeds × episodes × (full + h2o@2 + streaming@2)
+
+
+def test_expand_cells():
+    specs = expand(SweepConfig(**{**CONFIG, "policies": ["full", "namm", "h2o"]}, namm_cap=True))
+    assert [(s.policy, s.cache_size) for s in specs] == [
+        ("full", None), ("namm", None), ("namm", 4), ("namm", 8), ("h2o", 4), ("h2o", 8)]
+
+
+def test_sweep_rows_resume_and_provenance(tmp_path):
+    out = tmp_path / "r.jsonl"
+    assert run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter()) == EXPECTED_ROWS
+    assert run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter()) == 0  # nothing repeated
+    rows = read_rows(out)
+    assert len(rows) == EXPECTED_ROWS and len({r["key"] for r in rows}) == EXPECTED_ROWS
+    row = rows[0]
+    assert row["provenance"]["git_commit"] and "torch" in row["provenance"]["versions"]
+    assert row["config"]["limit"] == 3 and row["status"] == "ok"
+    scores = {(r["policy"], r["cache_size"]): r["score"] for r in rows}
+    assert scores[("h2o", 4)] == 0.0 and scores[("h2o", 8)] == 1.0 and scores[("full", None)] == 1.0
+    # a larger sweep only runs what is new
+    assert run_sweep(SweepConfig(**{**CONFIG, "seeds": [0, 1, 2]}), out, adapter=FakeAdapter()) == 15
+
+
+def test_sigkill_midway_then_rerun_loses_and_repeats_nothing(tmp_path):
+    out = tmp_path / "killed.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_sweep", str(out)], cwd=ROOT, env=env,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or len(out.read_bytes().splitlines()) < 7):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = read_rows(out)
+    assert 7 <= len(before) < EXPECTED_ROWS
+    run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter())
+    after = read_rows(out)
+    assert len(after) == EXPECTED_ROWS and len({r["key"] for r in after}) == EXPECTED_ROWS
+    assert after[: len(before)] == before  # finished rows untouched
+
+
+def test_torn_last_line_is_cut_and_corrupt_middle_line_is_named(tmp_path):
+    out = tmp_path / "r.jsonl"
+    append_row(out, {"a": 1})
+    with open(out, "ab") as handle:
+        handle.write(b'{"a": 2, "trunc')
+    assert read_rows(out) == [{"a": 1}]
+    append_row(out, {"a": 3})
+    assert read_rows(out) == [{"a": 1}, {"a": 3}]
+    out.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
+    with pytest.raises(ResultsError, match=r"r.jsonl:2: corrupt"):
+        read_rows(out)
+
+
+def test_bad_sweep_inputs_are_named():
+    with pytest.raises(ValueError, match="cache size must be > 0"):
+        SweepConfig(**{**CONFIG, "cache_sizes": [0]})
+    with pytest.raises(KeyError, match="unknown task 'toy_ech'.*Did you mean 'toy_echo'"):
+        SweepConfig(**{**CONFIG, "tasks": ["toy_ech"]})
+    with pytest.raises(ValueError, match="need at least one --cache-size"):
+        SweepConfig(**{**CONFIG, "cache_sizes": []})
+
+
+def test_read_only_results_folder_fails_before_work(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        with pytest.raises(ResultsError, match="not writable"):
+            run_sweep(SweepConfig(**CONFIG), folder / "r.jsonl", adapter=FakeAdapter())
+    finally:
+        folder.chmod(0o700)
+
+
+def test_report_table_and_figure(tmp_path):
+    out = tmp_path / "r.jsonl"
+    run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter())
+    cells = aggregate(read_rows(out))["toy_echo"]
+    assert cells[("h2o", 4)].mean == 0.0 and cells[("h2o", 8)].mean == 1.0
+    assert cells[("full", None)].stderr == 0.0 and len(cells[("full", None)].scores) == 6
+    written = write_report([out], tmp_path / "report.md")
+    text = (tmp_path / "report.md").read_text()
+    assert "| h2o | 0.000 ± 0.000, 0% of full (kept 4, n=6) | 1.000 ± 0.000, 100% of full (kept 8, n=6) |  |" in text
+    assert (tmp_path / "report.png").stat().st_size > 5000 and len(written) == 2
+
+
+def test_stderr_golden():
+    from namm_suite.report import Cell
+
+    cell = Cell([1.0, 0.0, 1.0, 1.0], [1, 1, 1, 1])
+    assert cell.mean == 0.75
+    assert cell.stderr == pytest.approx(0.25)  # sd = 0.5 (ddof 1), / sqrt(4)
+    assert json.dumps(cell.mean) == "0.75"
