@@ -27,7 +27,7 @@ def run_demo(quick: bool = False, model: str = "smollm2-135m", out: Path | None 
     from .adapters.language import LanguageAdapter
     from .manager import MemoryConfig, MemoryManager
     from .policies import POLICIES, create_policy
-    from .tasks.passkey import make_passkey, passkey_score
+    from .tasks.language.synthetic import make_passkey, passkey_score
 
     adapter = LanguageAdapter.from_pretrained(model)
     depths = DEPTHS[2:3] if quick else DEPTHS

@@ -3,18 +3,62 @@
 A task is data plus a metric. Synthetic tasks generate episodes from a seed at a target length measured in
 the model's own tokens; loader tasks read local files in their published formats. Adapters turn an episode
 into model calls; the runner never looks inside ``inputs``.
+
+Bad input (a malformed data or task file, a missing field, an unknown task or option) raises
+:class:`TaskDataError`, whose message names the file, the line and the field.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from namm_suite.registry import Registry
+from namm_suite.registry import Registry, UnknownNameError
 
-TASKS: Registry[type[Task]] = Registry("task")
+
+class TaskDataError(ValueError):
+    """Bad task input: ``"<path>:<line>: field '<field>': <message>"`` (location parts only when known).
+
+    Attributes:
+        path / line / field: where the problem is (line numbers start at 1); None when not applicable.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.path, self.line, self.field, self.message = path, line, field, message
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        elif line is not None:
+            where = f"line {line}: "
+        what = f"field {field!r}: " if field is not None else ""
+        super().__init__(f"{where}{what}{message}")
+
+
+class UnknownTaskError(TaskDataError, UnknownNameError):
+    """An unregistered task name; the message says "did you mean" and lists the valid names.
+
+    It is both a :class:`TaskDataError` (a ``ValueError``) and the registry's ``KeyError``.
+    """
+
+    def __init__(self, message: str) -> None:
+        TaskDataError.__init__(self, message)
+
+
+class TaskRegistry(Registry["type[Task]"]):
+    """The task registry: unknown names raise :class:`UnknownTaskError`."""
+
+    def get(self, name: str) -> type[Task]:
+        try:
+            return super().get(name)
+        except UnknownNameError as error:
+            raise UnknownTaskError(str(error)) from None
+
+
+TASKS: TaskRegistry = TaskRegistry("task")
 
 
 def register_task(name: str):
@@ -38,6 +82,8 @@ class Episode:
         references: acceptable answers (the metric decides how they are used).
         max_new_tokens: answer budget for generative tasks.
         metadata: anything worth keeping in the results row (length, depth, source line, ...).
+        scoring: what the metric needs besides ``references`` (e.g. LongBench's ``all_classes``); kept out of
+            the results row.
     """
 
     task: str
@@ -46,6 +92,7 @@ class Episode:
     references: tuple[str, ...]
     max_new_tokens: int = 32
     metadata: dict[str, Any] = field(default_factory=dict)
+    scoring: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,7 +105,7 @@ class TaskContext:
         seed: episodes are a pure function of (task, context); the same seed gives the same episodes.
         limit: at most this many episodes (None = all).
         data_path: local data file or folder for loader tasks.
-        options: task-specific parameters (e.g. ``depths``, ``n_keys``).
+        options: task parameters (e.g. ``depths``), possibly scoped by task name; see :func:`with_options`.
     """
 
     tokenizer: Any = None
@@ -73,13 +120,15 @@ class Task(ABC):
     """A named task: ``episodes(context)`` and ``score(prediction, episode)``.
 
     Class attributes (shown by ``namm tasks``): ``modality`` ("language", "video", "decision"),
-    ``metric`` (name of the metric), ``source`` (where the data comes from).
+    ``metric`` (name of the metric), ``source`` (where the data comes from), ``description`` (one line;
+    the docstring's first line when empty).
     """
 
     name: str = "task"
     modality: str = "language"
     metric: str = ""
     source: str = ""
+    description: str = ""
 
     @abstractmethod
     def episodes(self, context: TaskContext) -> list[Episode]:
@@ -88,3 +137,47 @@ class Task(ABC):
     @abstractmethod
     def score(self, prediction: str, episode: Episode) -> float:
         """Score in [0, 1] (or the metric's natural range) of ``prediction`` against ``episode``."""
+
+
+def with_options(task: Task, options: dict[str, Any]) -> Task:
+    """``task`` with ``options`` (``TaskContext.options``) applied to its dataclass fields.
+
+    A key that names a registered task scopes its (mapping) value to that task, so one options mapping can
+    serve a sweep over several tasks: with ``{"passkey": {"depths": [0.5]}, "kv_retrieval": {"depths":
+    [0.1]}}`` each task takes its own entry and ignores the other's. Unscoped keys apply to every task
+    (scoped values win). The task's ``__post_init__`` validates the values; an option that is not one of
+    its fields raises :class:`TaskDataError` listing the valid ones (loader tasks take none).
+    """
+    own = {key: value for key, value in options.items() if key not in TASKS}
+    scoped = options.get(task.name)
+    if isinstance(scoped, dict):
+        own.update(scoped)
+    if not own:
+        return task
+    names = [f.name for f in dataclasses.fields(task)] if dataclasses.is_dataclass(task) else []
+    for key in own:
+        if key not in names:
+            valid = ", ".join(names) if names else "none"
+            raise TaskDataError(f"unknown option for task {task.name!r}; valid options: {valid}", field=key)
+    return dataclasses.replace(task, **own)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What ``namm tasks`` prints for one registered task."""
+
+    name: str
+    modality: str
+    metric: str
+    source: str
+    description: str
+
+
+def describe_tasks() -> list[TaskSpec]:
+    """Every registered task, sorted by name (loaders list their data source; nothing is read)."""
+    specs = []
+    for name in TASKS.names():
+        cls = TASKS.get(name)
+        description = cls.description or (cls.__doc__ or "").strip().split("\n")[0]
+        specs.append(TaskSpec(name, cls.modality, cls.metric, cls.source, description))
+    return specs

@@ -11,7 +11,7 @@ from namm_suite.adapters.models import load_causal_lm
 from namm_suite.cli import main
 from namm_suite.manager import MemoryConfig, MemoryManager
 from namm_suite.policies import create_policy
-from namm_suite.tasks.passkey import make_passkey, passkey_score
+from namm_suite.tasks.language.synthetic import make_passkey, passkey_score
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,250 @@
+"""InfiniteBench loaders (Zhang et al., 2024): ~100k-token retrieval, book, math and code tasks.
+
+Data: the release's ``<task>.jsonl`` files, one JSON object per line. The fields read:
+
+- ``context`` (str): the long document; ``input`` (str): the question or instruction;
+- ``answer`` (list of str / int / float, or one such value): the labels; choice tasks (longbook_choice_eng,
+  code_debug) give the correct option's text (or ``[text, letter]``), turned into ``[text, letter]`` as in
+  ``get_answer``; ``options`` (list of 4 str): required by the choice tasks;
+- ``id`` (int or str, optional): the episode id (``line<N>`` when absent).
+
+Prompts are InfiniteBench's chat-model (``gpt4``) templates, filled as ``create_prompt`` does (``question`` is
+``input``; ``OPTION_A``..``OPTION_D`` the options; math_find's ``prefix`` and code_run's ``func``/``func_call``
+are parsed from ``input``), then cut in the middle to ``TaskContext.length - max_new_tokens`` tokens. Scorers
+re-implement ``compute_scores.py`` ``get_score_one_<task>`` (0 or 1, or F1 for the QA tasks), quirks
+included; an empty prediction scores 0 where the original would raise. Templates, answer budgets and
+scorer names are declared in ``infinitebench.yaml``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..base import Episode, Task, TaskContext, TaskDataError, register_task, with_options
+from ..sources import Record, find_data_file, iter_jsonl, read_yaml
+from .longbench import HERE, template_fields
+from .metrics import qa_f1_score, qa_f1_zh_score
+from .truncation import prompt_budget, truncate_middle
+
+Labels = list[Any]
+CHOICE_TASKS = ("longbook_choice_eng", "code_debug")
+TEMPLATE_FIELDS = {"context", "input", "question", "OPTION_A", "OPTION_B", "OPTION_C", "OPTION_D", "prefix",
+                   "func", "func_call"}
+
+
+def first_int_match(prediction: str) -> str:
+    """The first run of digits in ``prediction`` ("" if none)."""
+    return next((item for item in re.split("[^0-9]", prediction) if item != ""), "")
+
+
+def _words(prediction: str, chars: str) -> list[str]:
+    for c in chars:
+        prediction = prediction.replace(c, " ")
+    return prediction.split()
+
+
+def _squeeze(text: str, chars: list[str]) -> str:
+    for c in chars:
+        text = text.replace(c, " ")
+    while "  " in text:
+        text = text.replace("  ", " ")
+    return text
+
+
+def score_first_int(prediction: str, labels: Labels) -> float:
+    """passkey, number_string: the first integer in the prediction equals the label."""
+    return float(str(labels[0]) == first_int_match(prediction))
+
+
+def score_kv(prediction: str, labels: Labels) -> float:
+    """kv_retrieval: the label is one of the prediction's words (split on punctuation and quotes)."""
+    return float(str(labels[0]) in _words(prediction, "\n:\"'.,?!{}"))
+
+
+def score_qa_f1(prediction: str, labels: Labels) -> float:
+    """longbook_qa_eng: best word F1 over the labels."""
+    return max([0.0] + [qa_f1_score(prediction, str(label)) for label in labels])
+
+
+def score_qa_f1_zh(prediction: str, labels: Labels) -> float:
+    """longbook_qa_chn: best character F1 over the labels."""
+    return max([0.0] + [qa_f1_zh_score(prediction, str(label)) for label in labels])
+
+
+def score_choice(prediction: str, labels: Labels) -> float:
+    """longbook_choice_eng: a leading letter, a letter/text after "answer is" etc., or the first word that is
+    a substring of "ABCD" (the original's ``word in "ABCD"``) must match ``[text, letter]``."""
+    if not prediction:
+        return 0.0
+    if prediction[0] in "ABCD":
+        return float(prediction[0] in labels)
+    pred = _squeeze(prediction, ["\n", '"', "'", ".", ",", "?", "!", "{", "}"])
+    for prefix in ("answer is:", "answer:", "answer is", "option is"):
+        idx = pred.find(prefix)
+        if idx == -1:
+            continue
+        if len(pred) < idx + len(prefix) + 1:
+            return 0.0
+        after = pred[idx + len(prefix) + 1:]
+        return float(any(after.startswith(str(label)) for label in labels))
+    for word in pred.split():
+        if word in "ABCD":
+            return float(word in labels)
+    return 0.0
+
+
+def score_code_debug(prediction: str, labels: Labels) -> float:
+    """code_debug: "<letter>." / "<letter>:" at the start, or the letter or function name right after
+    "answer is:", "is:" or "answer:"."""
+    name, letter = str(labels[0]), str(labels[1])
+    if prediction[:2] in (f"{letter}.", f"{letter}:"):
+        return 1.0
+    pred = _squeeze(prediction.strip(), ["\n", "`", "'", '"', "-", "*", "Option", "option"])
+    for prefix in ("answer is:", "is:", "answer:"):
+        idx = pred.find(prefix)
+        if idx == -1:
+            continue
+        if len(pred) < idx + len(prefix) + 1:
+            return 0.0
+        after = pred[idx + len(prefix) + 1:]
+        return float(after.startswith((letter, name)))
+    return 0.0
+
+
+def score_name(prediction: str, labels: Labels) -> float:
+    """longdialogue_qa_eng: the label is one of the prediction's upper-cased words."""
+    return float(str(labels[0]) in [w.upper() for w in _words(prediction, "\n:\"'.,?!{}")])
+
+
+def score_number(prediction: str, labels: Labels) -> float:
+    """math_find: the first number in the prediction equals the label (int or float)."""
+    label = labels[0]
+    found = re.search(r"\d+\.\d+|\d+", prediction)
+    if found is None:
+        return 0.0
+    text = found.group(0).strip()
+    if isinstance(label, int) and not isinstance(label, bool):
+        return float(text.isdigit() and int(text) == label)  # the original raises on "3.5" vs an int label
+    return float(float(text) == float(label))
+
+
+def score_code_run(prediction: str, labels: Labels) -> float:
+    """code_run: the prediction's last word is the integer label."""
+    words = _words(prediction.strip(), "\n.`'\":")
+    try:
+        return float(bool(words) and int(words[-1]) == int(labels[0]))
+    except ValueError:
+        return 0.0
+
+
+SCORERS: dict[str, Callable[[str, Labels], float]] = {
+    "first_int_match": score_first_int, "kv_word_match": score_kv, "qa_f1_score": score_qa_f1,
+    "qa_f1_zh_score": score_qa_f1_zh, "choice_accuracy": score_choice, "code_debug_match": score_code_debug,
+    "name_match": score_name, "number_match": score_number, "code_run_match": score_code_run,
+}
+
+
+class InfiniteBenchTask(Task):
+    """One InfiniteBench task (see the module docstring); made per task by :func:`register_infinitebench`."""
+
+    task: str
+    prompt: str
+    max_new_tokens: int
+    scorer: str
+    file_name: str
+    chat = True
+
+    def episodes(self, context: TaskContext) -> list[Episode]:
+        with_options(self, context.options)
+        budget = None
+        if context.tokenizer is not None:
+            budget = prompt_budget(context.length, self.max_new_tokens, self.name)
+        out: list[Episode] = []
+        for record in iter_jsonl(find_data_file(self.name, context.data_path, self.file_name, "infinitebench")):
+            if context.limit is not None and len(out) >= context.limit:
+                break
+            labels = self.labels(record)
+            prompt = self.prompt.format(**self.fields(record))
+            metadata: dict[str, Any] = {"line": record.line}
+            if budget is not None:
+                prompt, n_tokens, truncated = truncate_middle(prompt, context.tokenizer, budget)
+                metadata.update(n_tokens=n_tokens, truncated=truncated)
+            episode_id = str(record.get("id", (str, int), default=f"line{record.line}"))
+            out.append(Episode(task=self.name, episode_id=episode_id, inputs={"prompt": prompt, "chat": self.chat},
+                               references=tuple(str(label) for label in labels),
+                               max_new_tokens=self.max_new_tokens, metadata=metadata, scoring={"labels": labels}))
+        return out
+
+    def labels(self, record: Record) -> Labels:
+        answer = record.get("answer", (list, str, int, float))
+        labels = answer if isinstance(answer, list) else [answer]
+        if not labels or any(not isinstance(x, (str, int, float)) or isinstance(x, bool) for x in labels):
+            raise record.error("expected a non-empty list of strings or numbers", "answer")
+        if self.task in CHOICE_TASKS:
+            options = self.options(record)
+            if len(labels) == 2 and labels[1] in ("A", "B", "C", "D"):
+                return labels
+            if len(labels) != 1 or labels[0] not in options:
+                raise record.error(f"{labels!r} is not one of the options", "answer")
+            return [labels[0], "ABCD"[options.index(labels[0])]]
+        return labels
+
+    def options(self, record: Record) -> list[str]:
+        options = record.texts("options")
+        if len(options) < 4:
+            raise record.error(f"expected 4 options, got {len(options)}", "options")
+        return options
+
+    def fields(self, record: Record) -> dict[str, Any]:
+        """The template's values for ``record`` (as InfiniteBench's ``create_prompt``)."""
+        text = record.text("input")
+        values: dict[str, Any] = {"context": record.text("context"), "input": text, "question": text}
+        if self.task in CHOICE_TASKS:
+            values.update(zip(("OPTION_A", "OPTION_B", "OPTION_C", "OPTION_D"), self.options(record)))
+        if self.task == "math_find":
+            found = re.findall(r"The .+ of", text)
+            if not found:
+                raise record.error("has no 'The <target> of' to build the question from", "input")
+            values["prefix"] = f"What is {found[0].lower()[:-3]} in the following list?"
+        if self.task == "code_run":
+            found = re.findall(r"func_[0-9]+\(\-?[0-9]+\)", text)
+            if not found:
+                raise record.error("has no call func_<n>(<int>)", "input")
+            values.update(func_call=found[0], func=found[0].split("(")[0])
+        return values
+
+    def score(self, prediction: str, episode: Episode) -> float:
+        """The task's InfiniteBench scorer (1/0, or F1 for the QA tasks)."""
+        return SCORERS[self.scorer](prediction, episode.scoring["labels"])
+
+
+def register_infinitebench(path: Path) -> list[str]:
+    """Register one task per entry of ``tasks`` in ``infinitebench.yaml``; returns the names."""
+    doc = read_yaml(path)
+    data = doc.data
+    names = []
+    for task, entry in data["tasks"].items():
+        for key, kind in (("prompt", str), ("scorer", str), ("max_new_tokens", int), ("description", str)):
+            if not isinstance(entry.get(key), kind):
+                raise doc.error(f"expected {kind.__name__}", "tasks", task, key)
+        if entry["scorer"] not in SCORERS:
+            raise doc.error(f"unknown scorer; valid: {', '.join(SCORERS)}", "tasks", task, "scorer")
+        unknown = set(template_fields(entry["prompt"])) - TEMPLATE_FIELDS
+        if unknown:
+            raise TaskDataError(f"unknown template fields {sorted(unknown)}", path, doc.line("tasks", task, "prompt"),
+                                "prompt")
+        name = data["task_prefix"] + task
+        file_name = data["file"].format(task=task)
+        cls = type("InfiniteBench" + "".join(p.capitalize() for p in task.split("_")) + "Task", (InfiniteBenchTask,), {
+            "task": task, "prompt": entry["prompt"], "max_new_tokens": entry["max_new_tokens"],
+            "scorer": entry["scorer"], "metric": entry["scorer"], "file_name": file_name,
+            "source": f"{data['source']}; {file_name}", "description": entry["description"],
+            "__doc__": f"InfiniteBench {task}: {entry['description']}", "__module__": __name__})
+        names.append(register_task(name)(cls).name)
+    return names
+
+
+INFINITEBENCH_TASKS = register_infinitebench(HERE / "infinitebench.yaml")
