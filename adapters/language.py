@@ -8,6 +8,7 @@ attention needs nothing special: the hook averages each KV head's query heads fo
 from __future__ import annotations
 
 import time
+
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
 from namm_suite.registry import Registry
 
 if TYPE_CHECKING:

@@ -136,6 +136,15 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evolution_report(args: argparse.Namespace) -> int:
+    from .evolution.report import write_summary
+
+    out = Path(args.out)
+    write_summary(Path(args.run), out, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
 def cmd_lm_eval(args: argparse.Namespace) -> int:
     import json
 
@@ -209,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     evolve.add_argument("--backend", choices=["local", "ray"], default=None)
     evolve.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
     evolve.set_defaults(func=cmd_evolve)
+
+    evo_report = sub.add_parser("evolution-report", help="fitness curve + table of an evolution run")
+    evo_report.add_argument("run", help="the --out folder of `namm evolve`")
+    evo_report.add_argument("--out", required=True, help="markdown file; the PNG is written beside it")
+    evo_report.set_defaults(func=cmd_evolution_report)
 
     lm_eval = sub.add_parser("lm-eval", help="run lm-eval tasks through a memory policy")
     lm_eval.add_argument("--model-args", required=True,

@@ -10,7 +10,7 @@ It is applied lazily at the start of the next pass, so each pass's logits are co
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 

@@ -21,12 +21,14 @@ class ResultsError(RuntimeError):
 
 
 def check_writable(path: Path) -> None:
-    """Fail before any work starts if ``path`` cannot be created or appended to."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ResultsError(f"results file is not writable: {path}")
-    if not os.access(path.parent, os.W_OK):
-        raise ResultsError(f"results folder is not writable: {path.parent}")
+    """Fail before any work starts if ``path`` cannot be created or appended to (read-only folder or file
+    system, a file where a folder should be, ...)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        raise ResultsError(f"results file {path} cannot be written: {err.strerror or err}") from None
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

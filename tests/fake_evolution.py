@@ -43,8 +43,8 @@ class FakeEvaluator:
 
 
 def fake_config(**overrides) -> EvolutionConfig:
-    base = dict(stages=[Stage("one", ["a"], 3), Stage("two", ["b"], 3)], population=6, episodes_per_task=3,
-                pool_size=6, eval_every=2, seed=7, cache_penalty=0.1)
+    base = {"stages": [Stage("one", ["a"], 3), Stage("two", ["b"], 3)], "population": 6, "episodes_per_task": 3,
+            "pool_size": 6, "eval_every": 2, "seed": 7, "cache_penalty": 0.1}
     base.update(overrides)
     return EvolutionConfig(**base)
 

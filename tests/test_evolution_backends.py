@@ -10,8 +10,8 @@ from namm_suite.evolution.backends import InProcessBackend, ProcessPoolBackend, 
 
 
 def _config(model: str, **overrides) -> EvolutionConfig:
-    base = dict(stages=[Stage("s", ["passkey"], 2)], model=str(model), length=160, update_every=32,
-                population=4, episodes_per_task=2, pool_size=3, eval_every=1, workers=2)
+    base = {"stages": [Stage("s", ["passkey"], 2)], "model": str(model), "length": 160, "update_every": 32,
+            "population": 4, "episodes_per_task": 2, "pool_size": 3, "eval_every": 1, "workers": 2}
     base.update(overrides)
     return EvolutionConfig(**base)
 

@@ -20,7 +20,6 @@ from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from namm_suite.adapters.lm_eval_model import NammLM, evaluate, main
 from namm_suite.adapters.models import resolve_model
@@ -31,17 +30,9 @@ WORDS = ["memory", "cache", "token", "model", "river", "stone", "light", "window
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random Llama (GQA 4/2 heads) with SmolLM2's tokenizer, saved as an HF checkpoint."""
-    path = tmp_path_factory.mktemp("tiny_llama")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m"), local_files_only=True)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def tiny_dir(tiny_checkpoint: Path) -> Path:
+    """The shared tiny random Llama checkpoint (GQA 4/2 heads, SmolLM2 tokenizer; see conftest)."""
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tokenizers import Tokenizer, pre_tokenizers
+from tokenizers.models import WordLevel
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
 from namm_suite.adapters import models
 from namm_suite.adapters.models import (
     EMBEDDED_MODELS,
@@ -18,9 +22,6 @@ from namm_suite.adapters.models import (
     read_gguf_chat_template,
     resolve_model,
 )
-from tokenizers import Tokenizer, pre_tokenizers
-from tokenizers.models import WordLevel
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 
 def _save_tiny_llama(path: Path) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from namm_suite.namm import NUM_PARAMS, BamParams, NammHyperParams, load_namm, save_namm
 from namm_suite.policies.namm import NammPolicy
-from safetensors.torch import save_file
 
 PROVENANCE = {"curriculum": ["passage_retrieval_en"], "generation": 40, "fitness": 0.87, "git": "abc123"}
 

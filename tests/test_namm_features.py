@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from namm_suite.namm import (
     CONTEXT,
     N_BINS,

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from namm_suite.namm import (
     CONTEXT,
     N_BINS,

@@ -19,7 +19,8 @@ from namm_suite.runner import SweepConfig, expand, run_sweep
 from .fake_sweep import FakeAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = dict(tasks=["toy_echo"], policies=["full", "h2o", "streaming"], cache_sizes=[4, 8], seeds=[0, 1], limit=3)
+CONFIG = {"tasks": ["toy_echo"], "policies": ["full", "h2o", "streaming"], "cache_sizes": [4, 8], "seeds": [0, 1],
+          "limit": 3}
 EXPECTED_ROWS = 2 * 3 * (1 + 2 + 2)  # seeds × episodes × (full + h2o@2 + streaming@2)
 
 
@@ -84,6 +85,15 @@ def test_bad_sweep_inputs_are_named():
         SweepConfig(**{**CONFIG, "cache_sizes": []})
 
 
+def test_unwritable_results_path_fails_before_work(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the results folder should be")
+    adapter = FakeAdapter()
+    adapter.run = None  # any episode run would fail loudly
+    with pytest.raises(ResultsError, match="not_a_folder/r.jsonl cannot be written"):
+        run_sweep(SweepConfig(**CONFIG), blocker / "r.jsonl", adapter=adapter)
+
+
 def test_read_only_results_folder_fails_before_work(tmp_path):
     folder = tmp_path / "ro"
     folder.mkdir()
@@ -91,7 +101,7 @@ def test_read_only_results_folder_fails_before_work(tmp_path):
     try:
         if os.access(folder, os.W_OK):
             pytest.skip("running as a user who can write anywhere (root)")
-        with pytest.raises(ResultsError, match="not writable"):
+        with pytest.raises(ResultsError, match="cannot be written"):
             run_sweep(SweepConfig(**CONFIG), folder / "r.jsonl", adapter=FakeAdapter())
     finally:
         folder.chmod(0o700)

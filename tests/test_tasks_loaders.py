@@ -20,6 +20,8 @@ from namm_suite.tasks import (
 from namm_suite.tasks.language.longbench import HERE
 from namm_suite.tasks.sources import read_yaml
 
+from .char_tokenizer import CharTokenizer
+
 LONGBENCH = ["narrativeqa", "qasper", "multifieldqa_en", "multifieldqa_zh", "hotpotqa", "2wikimqa", "musique",
              "dureader", "gov_report", "qmsum", "multi_news", "vcsum", "trec", "triviaqa", "samsum", "lsht",
              "passage_count", "passage_retrieval_en", "passage_retrieval_zh", "lcc", "repobench-p"]
@@ -37,21 +39,6 @@ METRIC = {"narrativeqa": "qa_f1_score", "qasper": "qa_f1_score", "multifieldqa_e
           "trec": "classification_score", "triviaqa": "qa_f1_score", "samsum": "rouge_score",
           "lsht": "classification_score", "passage_retrieval_en": "retrieval_score", "passage_count": "count_score",
           "passage_retrieval_zh": "retrieval_zh_score", "lcc": "code_sim_score", "repobench-p": "code_sim_score"}
-
-
-class CharTokenizer:
-    """One token per character, with ``decode``: middle truncation is easy to check by hand."""
-
-    class _Encoding:
-        def __init__(self, ids):
-            self.input_ids = ids
-
-    def __call__(self, text):
-        return self._Encoding([ord(c) for c in text])
-
-    def decode(self, ids, skip_special_tokens=True):
-        return "".join(chr(i) for i in ids)
-
 
 def write_jsonl(path, records):
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,21 +12,9 @@ from hypothesis import strategies as st
 from namm_suite.tasks import TASKS, TaskContext, TaskDataError, describe_tasks
 from namm_suite.tasks.language.synthetic import make_passkey, passkey_score
 
+from .char_tokenizer import CharTokenizer
+
 SYNTHETIC = ["passkey", "multikey_needle", "kv_retrieval", "variable_tracking"]
-
-
-class CharTokenizer:
-    """One token per character: fast, and lengths easy to reason about."""
-
-    class _Encoding:
-        def __init__(self, ids):
-            self.input_ids = ids
-
-    def __call__(self, text):
-        return self._Encoding([ord(c) for c in text])
-
-    def decode(self, ids, skip_special_tokens=True):
-        return "".join(chr(i) for i in ids)
 
 
 @pytest.fixture(scope="module")

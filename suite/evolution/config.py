@@ -33,8 +33,8 @@ class EvolutionConfig:
         seed: seed of the CMA-ES random stream and of episode sampling (spec 1337).
         workers: fitness-evaluation processes (1 = in-process); backend "local" or "ray".
         selection: NAMM eviction rule used during evolution.
-        cache_penalty: weight of the mean kept fraction subtracted from fitness (0 = the spec's raw
-            fitness; > 0 is a documented deviation that asks for smaller caches).
+        cache_penalty: p in [0, 1); fitness is multiplied by (1 − p × kept fraction). 0 = the spec's raw
+            fitness; > 0 is a documented deviation that asks for smaller caches.
     """
 
     stages: list[Stage]
@@ -70,7 +70,7 @@ class EvolutionConfig:
             "episodes_per_task": 0 < self.episodes_per_task <= self.pool_size,
             "eval_every": self.eval_every > 0, "workers": self.workers >= 1,
             "backend": self.backend in ("local", "ray"), "update_every": self.update_every % 16 == 0,
-            "cache_penalty": self.cache_penalty >= 0,
+            "cache_penalty": 0 <= self.cache_penalty < 1,
             "parents": self.parents is None or 0 < self.parents <= self.population,
         }
         for name, ok in checks.items():

@@ -79,8 +79,12 @@ class FitnessEvaluator:
 
 def normalised_fitness(member: dict[str, list[EpisodeResult]], full: dict[str, list[EpisodeResult]],
                        cache_penalty: float = 0.0) -> tuple[float, float]:
-    """``(fitness, kept fraction)``: mean over tasks of member mean score / (full mean score + 1e-9),
-    minus ``cache_penalty`` × the member's mean kept tokens relative to the full cache's."""
+    """``(fitness, kept fraction)``.
+
+    The spec's fitness is the mean over tasks of member mean score / (full mean score + 1e-9). With
+    ``cache_penalty`` p > 0 it is multiplied by (1 − p × kept fraction), the member's mean kept tokens
+    relative to the full cache's: memory savings only pay when the score is kept, and members that fail
+    everywhere tie instead of being ranked by how much they forgot."""
     ratios, kept = [], []
     for task, results in member.items():
         reference = full[task]
@@ -88,4 +92,4 @@ def normalised_fitness(member: dict[str, list[EpisodeResult]], full: dict[str, l
         ratios.append(sum(r.score for r in results) / len(results) / (full_mean + 1e-9))
         kept += [m.mean_kept / max(f.mean_kept, 1e-9) for m, f in zip(results, reference, strict=True)]
     kept_fraction = sum(kept) / len(kept)
-    return sum(ratios) / len(ratios) - cache_penalty * kept_fraction, kept_fraction
+    return sum(ratios) / len(ratios) * (1.0 - cache_penalty * kept_fraction), kept_fraction

@@ -112,6 +112,7 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
                 if state.stage_generation % config.eval_every == 0 or state.stage_generation == stage.generations:
                     score = _evaluate_mean(config, evaluator, backend, state, tasks, pools)
                     record["eval_fitness"] = score
+                    _save_checkpoint(config, state, out / "namm_last", score)
                     if score > state.best[state.stage][0]:
                         state.best[state.stage] = (score, state.generation)
                         _save_checkpoint(config, state, out / f"stage{state.stage + 1}_best", score)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -76,7 +77,7 @@ class MemoryPolicy(ABC):
     name: str = "base"
     needs_attention: bool = False
     attention_rows: int | None = None
-    token_state: dict[str, tuple[int, ...]] = {}
+    token_state: ClassVar[dict[str, tuple[int, ...]]] = {}
     uses_budget: bool = True
 
     def reset(self, n_layers: int) -> None:

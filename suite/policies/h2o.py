@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -21,7 +22,7 @@ class H2OPolicy(ScoredPolicy):
 
     recent_ratio: float = 0.5
     needs_attention = True
-    token_state = {"h2o_score": (1,)}
+    token_state: ClassVar[dict[str, tuple[int, ...]]] = {"h2o_score": (1,)}
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.recent_ratio <= 1.0:
@@ -30,6 +31,6 @@ class H2OPolicy(ScoredPolicy):
     def score(self, view: PolicyView) -> torch.Tensor:
         accumulated = view.state["h2o_score"][..., 0] + view.attn.sum(dim=2)
         view.state["h2o_score"] = accumulated[..., None]
-        n_recent = int(round(self.recent_ratio * view.budget))
+        n_recent = round(self.recent_ratio * view.budget)
         newest = view.positions.masked_fill(~view.valid, -1).amax(-1, keepdim=True)
         return accumulated.masked_fill(view.positions > newest - n_recent, float("inf"))

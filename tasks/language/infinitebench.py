@@ -74,6 +74,16 @@ def score_qa_f1_zh(prediction: str, labels: Labels) -> float:
     return max([0.0] + [qa_f1_zh_score(prediction, str(label)) for label in labels])
 
 
+def _after_prefix(pred: str, prefixes: tuple[str, ...]) -> str | None:
+    """The text one character after the first of ``prefixes`` found in ``pred`` (InfiniteBench's rule);
+    "" when the prediction ends there, None when no prefix occurs."""
+    for prefix in prefixes:
+        idx = pred.find(prefix)
+        if idx != -1:
+            return pred[idx + len(prefix) + 1:]
+    return None
+
+
 def score_choice(prediction: str, labels: Labels) -> float:
     """longbook_choice_eng: a leading letter, a letter/text after "answer is" etc., or the first word that is
     a substring of "ABCD" (the original's ``word in "ABCD"``) must match ``[text, letter]``."""
@@ -82,13 +92,8 @@ def score_choice(prediction: str, labels: Labels) -> float:
     if prediction[0] in "ABCD":
         return float(prediction[0] in labels)
     pred = _squeeze(prediction, ["\n", '"', "'", ".", ",", "?", "!", "{", "}"])
-    for prefix in ("answer is:", "answer:", "answer is", "option is"):
-        idx = pred.find(prefix)
-        if idx == -1:
-            continue
-        if len(pred) < idx + len(prefix) + 1:
-            return 0.0
-        after = pred[idx + len(prefix) + 1:]
+    after = _after_prefix(pred, ("answer is:", "answer:", "answer is", "option is"))
+    if after is not None:
         return float(any(after.startswith(str(label)) for label in labels))
     for word in pred.split():
         if word in "ABCD":
@@ -103,13 +108,8 @@ def score_code_debug(prediction: str, labels: Labels) -> float:
     if prediction[:2] in (f"{letter}.", f"{letter}:"):
         return 1.0
     pred = _squeeze(prediction.strip(), ["\n", "`", "'", '"', "-", "*", "Option", "option"])
-    for prefix in ("answer is:", "is:", "answer:"):
-        idx = pred.find(prefix)
-        if idx == -1:
-            continue
-        if len(pred) < idx + len(prefix) + 1:
-            return 0.0
-        after = pred[idx + len(prefix) + 1:]
+    after = _after_prefix(pred, ("answer is:", "is:", "answer:"))
+    if after is not None:
         return float(after.startswith((letter, name)))
     return 0.0
 

@@ -150,22 +150,23 @@ def _fraction_equal(numbers: list[str], target: str) -> float:
     return 0.0 if not numbers else sum(n == target for n in numbers) / len(numbers)
 
 
+def _paragraph_score(prediction: str, reference: str, label: str, name: str) -> float:
+    found = re.findall(label + r"(\d+)", reference)
+    if not found:
+        raise ValueError(f"{name}: reference {reference!r} has no '{label}N'")
+    return _fraction_equal(re.findall(r"\d+", prediction), found[0])
+
+
 @metric("retrieval_score")
 def retrieval_score(prediction: str, reference: str, **_) -> float:
     """Share of the numbers in the prediction equal to N of the reference ``"Paragraph N"`` (LongBench)."""
-    found = re.findall(r"Paragraph (\d+)", reference)
-    if not found:
-        raise ValueError(f"retrieval_score: reference {reference!r} has no 'Paragraph N'")
-    return _fraction_equal(re.findall(r"\d+", prediction), found[0])
+    return _paragraph_score(prediction, reference, "Paragraph ", "retrieval_score")
 
 
 @metric("retrieval_zh_score")
 def retrieval_zh_score(prediction: str, reference: str, **_) -> float:
     """As :func:`retrieval_score` for references ``"段落N"``."""
-    found = re.findall(r"段落(\d+)", reference)
-    if not found:
-        raise ValueError(f"retrieval_zh_score: reference {reference!r} has no '段落N'")
-    return _fraction_equal(re.findall(r"\d+", prediction), found[0])
+    return _paragraph_score(prediction, reference, "段落", "retrieval_zh_score")
 
 
 @metric("count_score")
