@@ -15,13 +15,24 @@ def _positive(value: str) -> int:
     return number
 
 
+def _default_namm() -> str | None:
+    from .shipped import SHIPPED_NAMM
+
+    return str(SHIPPED_NAMM) if SHIPPED_NAMM.with_suffix(".safetensors").exists() else None
+
+
+def _namm_checkpoint(value: str) -> str | None:
+    return None if value.lower() in ("none", "zero", "") else value
+
+
 def _add_memory_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default="full", help="memory policy name (see `namm policies`)")
     parser.add_argument("--cache-size", type=_positive, default=None,
                         help="tokens kept per KV head at each memory update (a cap for the NAMM)")
     parser.add_argument("--update-every", type=_positive, default=64,
                         help="tokens between memory updates (paper: 512; a multiple of 16 for the NAMM)")
-    parser.add_argument("--namm-checkpoint", default=None, help="NAMM .safetensors checkpoint (policy namm)")
+    parser.add_argument("--namm-checkpoint", default=_default_namm(), type=_namm_checkpoint,
+                        help="NAMM checkpoint for policy namm (default: the shipped one; 'none' = theta 0)")
     parser.add_argument("--selection", default="kappa", choices=["kappa", "threshold"],
                         help="NAMM eviction rule: per-layer kappa (reference) or strict per-head threshold")
 
@@ -196,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--limit", type=_positive, default=None, help="episodes per task and seed")
     run.add_argument("--length", type=_positive, default=1024, help="prompt tokens (synthetic) or window")
     run.add_argument("--update-every", type=_positive, default=64)
-    run.add_argument("--namm-checkpoint", default=None)
+    run.add_argument("--namm-checkpoint", default=_default_namm(), type=_namm_checkpoint,
+                     help="NAMM checkpoint (default: the shipped one; 'none' = theta 0, keeps every token)")
     run.add_argument("--selection", default="kappa", choices=["kappa", "threshold"])
     run.add_argument("--namm-cap", action="store_true", help="also run the NAMM capped at each cache size")
     run.add_argument("--data-path", default=None, help="local data for loader tasks")
