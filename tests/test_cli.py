@@ -37,3 +37,15 @@ def test_missing_prompt_file_is_named(tmp_path):
 def test_budgeted_policy_without_cache_size_is_refused(capsys):
     assert main(["generate", "--policy", "h2o", "--prompt", "x"]) == 2
     assert "needs a cache budget" in capsys.readouterr().err
+
+
+def test_tasks_lists_synthetic_and_loader_tasks(capsys):
+    assert main(["tasks"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert {"passkey", "multikey_needle", "kv_retrieval", "variable_tracking", "longbench_hotpotqa"} <= set(lines)
+    assert "language" in lines["passkey"]
+
+
+def test_report_on_missing_results_is_named(capsys, tmp_path):
+    assert main(["report", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "r.md")]) == 2
+    assert "results file not found" in capsys.readouterr().err
