@@ -47,6 +47,12 @@ def test_curriculum_checkpoints_and_log(tmp_path):
     assert state.generation == 6 and state.stage == 1
     # the search mean improved on the start bar, so a checkpoint exists and loads as a NAMM policy
     assert (tmp_path / "namm_best.safetensors").exists()
+    # namm_top: the best evaluated mean whatever the bar; namm_last: the latest evaluation
+    evaluated = [r["eval_fitness"] for r in rows if "eval_fitness" in r]
+    top = create_policy("namm", checkpoint=str(tmp_path / "namm_top"))
+    assert top.provenance["eval_fitness"] == max(evaluated)
+    last = create_policy("namm", checkpoint=str(tmp_path / "namm_last"))
+    assert last.provenance["eval_fitness"] == evaluated[-1]
     policy = create_policy("namm", checkpoint=str(tmp_path / "namm_best"))
     assert policy.provenance["evolution"]["population"] == 6
     assert np.allclose(policy.vector().numpy(), load_state(tmp_path / "state.pkl").es.mean, atol=1e-7) or \

@@ -4,6 +4,10 @@ Every finished generation rewrites ``state.pkl`` atomically: the CMA-ES object (
 own ``numpy.random.RandomState``), the frozen statistics, the cached full-cache results, the curriculum
 position and the best evaluations. A killed run resumes from the last finished generation and then
 produces exactly the generations an uninterrupted run would have produced.
+
+Checkpoints written in the run folder: ``stage<k>_best`` / ``namm_best`` (the spec's rule: the best evaluated
+mean that beats the stage's starting point), ``namm_top`` (the best evaluated mean, bar or no bar) and
+``namm_last`` (the latest evaluated mean).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class EvolutionState:
     stage_started: bool = False
     full: dict[str, Any] = field(default_factory=dict)  # episode_id -> EpisodeResult (full cache)
     best: dict[int, tuple[float, int | None]] = field(default_factory=dict)  # stage -> (fitness, generation)
+    top_evaluation: float = float("-inf")  # best evaluated mean of the run, bar or no bar
 
 
 def new_strategy(config: EvolutionConfig) -> cma.CMAEvolutionStrategy:
@@ -113,6 +118,9 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
                     score = _evaluate_mean(config, evaluator, backend, state, tasks, pools)
                     record["eval_fitness"] = score
                     _save_checkpoint(config, state, out / "namm_last", score)
+                    if score > getattr(state, "top_evaluation", float("-inf")):  # older states lack the field
+                        state.top_evaluation = score
+                        _save_checkpoint(config, state, out / "namm_top", score)
                     if score > state.best[state.stage][0]:
                         state.best[state.stage] = (score, state.generation)
                         _save_checkpoint(config, state, out / f"stage{state.stage + 1}_best", score)
