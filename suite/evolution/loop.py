@@ -13,7 +13,6 @@ mean that beats the stage's starting point), ``namm_top`` (the best evaluated me
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..atomic import write_bytes_atomic
 from ..namm.params import NUM_PARAMS
 from ..policies import create_policy
 from ..provenance import provenance
@@ -65,12 +65,7 @@ def new_strategy(config: EvolutionConfig) -> cma.CMAEvolutionStrategy:
 
 
 def save_state(state: EvolutionState, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        pickle.dump(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, pickle.dumps(state))
 
 
 def load_state(path: Path) -> EvolutionState | None:

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from ..atomic import write_bytes_atomic
 from .features import N_BINS
 from .params import PARAM_LAYOUT, BamParams
 
@@ -90,18 +91,6 @@ def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _stat_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
     value = torch.as_tensor(value)
     if value.shape != (N_BINS,) or not torch.is_floating_point(value):
@@ -143,8 +132,8 @@ def save_namm(
     except (TypeError, ValueError) as err:
         raise ValueError(f"provenance must be JSON-serialisable: {err}") from err
     tensors_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(tensors_path, blob)
-    _atomic_write(sidecar_path, (text + "\n").encode())
+    write_bytes_atomic(tensors_path, blob)
+    write_bytes_atomic(sidecar_path, (text + "\n").encode())
     return tensors_path, sidecar_path
 
 
