@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .cache import RaggedKVCache, RaggedLayer
-from .policies.base import MemoryPolicy, PolicyView
+from .policies.base import MemoryPolicy, PolicyView, recent_tokens
 
 
 @dataclass
@@ -185,9 +185,7 @@ class MemoryManager:
     def _protected_mask(self, layer: RaggedLayer) -> torch.Tensor:
         """Bool ``[B, H, K]``: the newest ``protected`` and the oldest ``sink_tokens`` valid tokens."""
         cfg = self.config
-        pos = layer.positions.masked_fill(~layer.valid, -1)
-        newest = pos.amax(-1, keepdim=True)
-        mask = layer.valid & (pos > newest - cfg.protected)
+        mask = recent_tokens(layer.positions, layer.valid, cfg.protected)
         if cfg.sink_tokens:
             mask |= layer.valid & (layer.positions < cfg.sink_tokens)
         return mask

@@ -104,6 +104,12 @@ class ScoredPolicy(MemoryPolicy):
         return keep_top_k(scores, view.valid, view.budget)
 
 
+def recent_tokens(positions: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
+    """Bool ``[B, H, K]``: the ``n`` most recent valid tokens of each head (by absolute position)."""
+    newest = positions.masked_fill(~valid, -1).amax(-1, keepdim=True)
+    return valid & (positions > newest - n)
+
+
 def keep_top_k(scores: torch.Tensor, valid: torch.Tensor, k: int | None) -> torch.Tensor:
     """Bool ``[B, H, K]`` mask of the ``k`` best valid tokens per head (all valid tokens if ``k`` is None
     or not smaller than the number of valid tokens). Ties go to the older (lower) slot."""

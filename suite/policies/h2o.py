@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import torch
 
-from .base import PolicyView, ScoredPolicy, register_policy
+from .base import PolicyView, ScoredPolicy, recent_tokens, register_policy
 
 
 @register_policy("h2o")
@@ -32,5 +32,4 @@ class H2OPolicy(ScoredPolicy):
         accumulated = view.state["h2o_score"][..., 0] + view.attn.sum(dim=2)
         view.state["h2o_score"] = accumulated[..., None]
         n_recent = round(self.recent_ratio * view.budget)
-        newest = view.positions.masked_fill(~view.valid, -1).amax(-1, keepdim=True)
-        return accumulated.masked_fill(view.positions > newest - n_recent, float("inf"))
+        return accumulated.masked_fill(recent_tokens(view.positions, view.valid, n_recent), float("inf"))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import PolicyView, ScoredPolicy, register_policy
+from .base import PolicyView, ScoredPolicy, recent_tokens, register_policy
 
 
 @register_policy("snapkv")
@@ -38,5 +38,4 @@ class SnapKVPolicy(ScoredPolicy):
         batch, heads, n_keys = votes.shape
         pooled = F.max_pool1d(votes.view(batch * heads, 1, n_keys), self.kernel, stride=1, padding=self.kernel // 2)
         scores = pooled.view(batch, heads, n_keys)
-        newest = view.positions.masked_fill(~view.valid, -1).amax(-1, keepdim=True)
-        return scores.masked_fill(view.positions > newest - self.window, float("inf"))
+        return scores.masked_fill(recent_tokens(view.positions, view.valid, self.window), float("inf"))
