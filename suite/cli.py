@@ -31,10 +31,21 @@ def _add_memory_args(parser: argparse.ArgumentParser) -> None:
                         help="tokens kept per KV head at each memory update (a cap for the NAMM)")
     parser.add_argument("--update-every", type=_positive, default=64,
                         help="tokens between memory updates (paper: 512; a multiple of 16 for the NAMM)")
+    _add_namm_args(parser)
+
+
+def _add_namm_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namm-checkpoint", default=_default_namm(), type=_namm_checkpoint,
                         help="NAMM checkpoint for policy namm (default: the shipped one; 'none' = theta 0)")
     parser.add_argument("--selection", default="kappa", choices=["kappa", "threshold"],
                         help="NAMM eviction rule: per-layer kappa (reference) or strict per-head threshold")
+
+
+def _load_include_paths(args: argparse.Namespace) -> None:
+    from .tasks import load_task_dir
+
+    for folder in args.include_path or []:
+        load_task_dir(Path(folder))
 
 
 def build_manager(args: argparse.Namespace):
@@ -96,10 +107,9 @@ def _csv(kind):
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from .tasks import describe_tasks, load_task_dir
+    from .tasks import describe_tasks
 
-    for folder in args.include_path or []:
-        load_task_dir(Path(folder))
+    _load_include_paths(args)
     for spec in describe_tasks():
         print(f"{spec.name:24s} {spec.modality:9s} {spec.metric:22s} {spec.source}")
     return 0
@@ -107,10 +117,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import SweepConfig, run_sweep
-    from .tasks import load_task_dir
 
-    for folder in args.include_path or []:
-        load_task_dir(Path(folder))
+    _load_include_paths(args)
     config = SweepConfig(
         tasks=args.task, policies=args.policy, cache_sizes=args.cache_size, adapter=args.adapter, model=args.model,
         seeds=args.seed, limit=args.limit, length=args.length, update_every=args.update_every,
@@ -207,9 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--limit", type=_positive, default=None, help="episodes per task and seed")
     run.add_argument("--length", type=_positive, default=1024, help="prompt tokens (synthetic) or window")
     run.add_argument("--update-every", type=_positive, default=64)
-    run.add_argument("--namm-checkpoint", default=_default_namm(), type=_namm_checkpoint,
-                     help="NAMM checkpoint (default: the shipped one; 'none' = theta 0, keeps every token)")
-    run.add_argument("--selection", default="kappa", choices=["kappa", "threshold"])
+    _add_namm_args(run)
     run.add_argument("--namm-cap", action="store_true", help="also run the NAMM capped at each cache size")
     run.add_argument("--data-path", default=None, help="local data for loader tasks")
     run.add_argument("--include-path", action="append", help="folder of user task YAML files")
