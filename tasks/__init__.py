@@ -23,6 +23,7 @@ from .base import (
     register_task,
     with_options,
 )
+from . import decision, video  # noqa: F401  (registration)
 from .language import load_task_dir, load_task_file
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""Decision tasks: Gymnasium MuJoCo control with D4RL-normalised returns."""

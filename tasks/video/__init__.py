@@ -1,0 +1,1 @@
+"""Video tasks: synthetic clips written with PyAV, LongVideoBench and MLVU loaders."""
