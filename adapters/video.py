@@ -1,0 +1,169 @@
+"""Video adapter: LLaVA-style video-LLMs whose language model's KV cache is managed by a memory policy.
+
+An episode names a video file, how many frames to sample and a question
+(``inputs = {"video": path, "frames": N, "question": text}``). The adapter samples N frames uniformly with
+decord, lets the model turn them and the question into one ``inputs_embeds`` sequence (visual tokens in
+place of the video placeholder), prefills it in schedule-aligned chunks under the
+:class:`~namm_suite.manager.MemoryManager` — so visual tokens enter the same ragged cache and are evicted by
+the same policies as text — and decodes the answer greedily with the same schedule.
+
+Two model families, told apart by the checkpoint's ``config.json``:
+
+- the embedded **tiny-video-llm** (``checkpoints/tiny_video_llm``, :mod:`.video_model`): timm backbone →
+  MLP projector → Llama, trained by ``scripts/train_video_llm.py``;
+- Hugging Face **LlavaNextVideoForConditionalGeneration** checkpoints in a local folder (with their tokenizer
+  and video processor): the language model gets the ``namm`` hook, the vision tower keeps SDPA, and the
+  video features are merged exactly as the model does (placeholder tokens replaced by the projected,
+  pooled frame features), with the prompt ``"USER: <video>\\n{question} ASSISTANT:"``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from namm_suite.attention import ATTN_IMPLEMENTATION
+from namm_suite.manager import MemoryManager
+from namm_suite.registry import Registry
+from namm_suite.shipped import CHECKPOINTS
+from namm_suite.tasks.base import Episode
+from namm_suite.tasks.video.annotations import check_valid
+from namm_suite.tasks.video.frames import read_frames
+
+from .base import ADAPTERS, Prediction
+from .language import _stop_ids
+from .video_model import TinyVideoLLM, is_tiny_video_llm
+
+# embedded video-LLMs: name -> checkpoint folder shipped with the project
+VIDEO_MODELS: Registry[Path] = Registry("embedded video model")
+VIDEO_MODELS.register("tiny-video-llm")(CHECKPOINTS / "tiny_video_llm")
+
+
+class VideoLM(Protocol):
+    """What the adapter needs from a video-LLM: the causal LM the manager drives, and prompt embeddings."""
+
+    lm: torch.nn.Module
+    tokenizer: object
+
+    def prompt_embeds(self, frames: np.ndarray, question: str) -> torch.Tensor:
+        """``inputs_embeds [1, L, E]`` of the frames (uint8 ``[N, H, W, 3]``) and the question."""
+        ...
+
+
+class TinyVideoLM:
+    """The embedded composite: BOS, ``N · grid²`` visual tokens, the question's words; answers one word."""
+
+    def __init__(self, model: TinyVideoLLM, tokenizer) -> None:
+        self.model, self.lm, self.tokenizer = model, model.lm, tokenizer
+
+    def prompt_embeds(self, frames: np.ndarray, question: str) -> torch.Tensor:
+        ids = self.tokenizer(question, add_special_tokens=False, return_tensors="pt").input_ids
+        return self.model.prompt_embeds(frames, ids)
+
+
+class LlavaNextVideoLM:
+    """A Hugging Face ``LlavaNextVideoForConditionalGeneration`` with its tokenizer and video processor."""
+
+    def __init__(self, model, tokenizer, video_processor) -> None:
+        self.lm, self.tokenizer, self.video_processor = model, tokenizer, video_processor
+
+    def prompt_embeds(self, frames: np.ndarray, question: str) -> torch.Tensor:
+        pixels = self.video_processor(videos=[frames], return_tensors="pt")["pixel_values_videos"]
+        features = self.lm.get_video_features(pixels.to(self.lm.device, self.lm.dtype)).pooler_output  # [1, V, E]
+        before = self.tokenizer("USER: ", return_tensors="pt").input_ids[0]
+        after = self.tokenizer(f"\n{question} ASSISTANT:", add_special_tokens=False, return_tensors="pt").input_ids[0]
+        video = torch.full((features.shape[1],), self.lm.config.video_token_id, dtype=before.dtype)
+        ids = torch.cat([before, video, after])[None].to(self.lm.device)
+        embeds = self.lm.get_input_embeddings()(ids)
+        _, mask = self.lm.model.get_placeholder_mask(ids, inputs_embeds=embeds, video_features=features)
+        return embeds.masked_scatter(mask, features.to(embeds.dtype))
+
+
+def resolve_video_model(name_or_path: str) -> Path:
+    """An embedded video-LLM name (``tiny-video-llm``) or a local checkpoint folder holding ``config.json``."""
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        try:
+            path = VIDEO_MODELS.get(name_or_path)
+        except KeyError as error:
+            raise ValueError(f"{error}. A local checkpoint folder (holding config.json) is accepted too.") from None
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a video-LLM checkpoint folder: it has no config.json")
+    return path
+
+
+def load_video_lm(name_or_path: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> VideoLM:
+    """Load the tiny video-LLM or a LlavaNextVideo checkpoint, its LM with ``attn_implementation="namm"``."""
+    from transformers import AutoTokenizer
+
+    path = resolve_video_model(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if is_tiny_video_llm(path):
+        model = TinyVideoLLM.load(path, attn_implementation=ATTN_IMPLEMENTATION).to(device, dtype)
+        return TinyVideoLM(model, tokenizer)
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    if model_type != "llava_next_video":
+        raise ValueError(f"{path}/config.json: field 'model_type' is {model_type!r}; the video adapter takes "
+                         "'llava_next_video' checkpoints or the tiny video-LLM")
+    from transformers import AutoVideoProcessor, LlavaNextVideoForConditionalGeneration
+
+    # only the language model's attention goes through the hook; the vision tower is not causal
+    attn = {"": "sdpa", "vision_config": "sdpa", "text_config": ATTN_IMPLEMENTATION}
+    model = LlavaNextVideoForConditionalGeneration.from_pretrained(path, attn_implementation=attn, dtype=dtype,
+                                                                   local_files_only=True)
+    processor = AutoVideoProcessor.from_pretrained(path, local_files_only=True)
+    return LlavaNextVideoLM(model.to(device).eval(), tokenizer, processor)
+
+
+class VideoAdapter:
+    """Answers video episodes greedily with a video-LLM whose LM cache is managed by a :class:`MemoryManager`."""
+
+    modality = "video"
+
+    def __init__(self, video_lm: VideoLM) -> None:
+        self.video_lm = video_lm
+        self.tokenizer = video_lm.tokenizer
+        if video_lm.lm.config.get_text_config()._attn_implementation != ATTN_IMPLEMENTATION:
+            raise ValueError(f"the language model must use attn_implementation={ATTN_IMPLEMENTATION!r}")
+
+    @torch.no_grad()
+    def run(self, episode: Episode, manager: MemoryManager) -> Prediction:
+        """Answer ``episode`` (``inputs``: ``video`` path, ``frames`` to sample or None for all, ``question``).
+
+        ``output`` is the decoded answer; ``extra`` holds the visual and prompt token counts and the
+        decode/prefill/answer seconds. Bad videos raise :class:`~namm_suite.tasks.base.TaskDataError`.
+        """
+        check_valid(episode.inputs)
+        start = time.perf_counter()
+        frames = read_frames(Path(episode.inputs["video"]), episode.inputs.get("frames"))
+        embeds = self.video_lm.prompt_embeds(frames, episode.inputs["question"])
+        decoded = time.perf_counter()
+        manager.new_cache()
+        lm = self.video_lm.lm
+        logits = manager.forward(lm, inputs_embeds=embeds)
+        prefilled = time.perf_counter()
+        stop = _stop_ids(lm, self.tokenizer)
+        new: list[int] = []
+        while len(new) < episode.max_new_tokens:
+            token = int(logits.argmax(-1))
+            if token in stop:
+                break
+            new.append(token)
+            if len(new) < episode.max_new_tokens:
+                logits = manager.forward(lm, input_ids=torch.tensor([[token]], device=embeds.device))
+        end = time.perf_counter()
+        extra = {"frames": int(frames.shape[0]), "prompt_tokens": int(embeds.shape[1]), "new_tokens": len(new),
+                 "video_seconds": decoded - start, "prefill_seconds": prefilled - decoded,
+                 "decode_seconds": end - prefilled}
+        text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        return Prediction(text, manager.stats(), end - start, extra)
+
+
+@ADAPTERS.register("video")
+def _video_adapter(model: str = "tiny-video-llm", **options) -> VideoAdapter:
+    return VideoAdapter(load_video_lm(model, **options))

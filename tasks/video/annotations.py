@@ -1,0 +1,80 @@
+"""Multiple-choice video annotations (LongVideoBench, MLVU): JSON lists of records, validated one by one.
+
+A record with a bad field does not stop a sweep: it becomes an episode whose ``inputs`` hold only
+``{"invalid": message}`` (the message names the file, the record and the field), which the video adapter
+refuses with a :class:`~namm_suite.tasks.base.TaskDataError`, so the runner records an error row and goes
+on. With the task option ``strict: true`` the loader raises at once instead. A file that is missing or is
+not a JSON list always raises.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..base import Episode, TaskDataError
+from ..sources import Record
+
+INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class JsonRecord(Record):
+    """Record ``line - 1`` (0-based) of a JSON list; errors say ``record N`` instead of a line number."""
+
+    def error(self, message: str, field: str | None = None) -> TaskDataError:
+        label = self.data.get("id", self.data.get("video", "")) if isinstance(self.data, dict) else ""
+        name = f"record {self.line - 1}" + (f" ({label})" if isinstance(label, str) and label else "")
+        return TaskDataError(f"{name}: {message}", self.path, None, field)
+
+
+def read_json_list(path: Path) -> list[JsonRecord]:
+    """The records of a JSON file holding a list of objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskDataError("no such annotation file", path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise TaskDataError(f"malformed JSON ({err})", path) from None
+    if not isinstance(data, list):
+        raise TaskDataError(f"expected a JSON list of records, got {type(data).__name__}", path)
+    records = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise TaskDataError(f"record {index}: expected a JSON object, got {type(item).__name__}", path)
+        records.append(JsonRecord(path, index + 1, item))
+    return records
+
+
+def candidates(record: Record, field: str = "candidates") -> list[str]:
+    """The record's answer options: 2–10 strings."""
+    options = record.texts(field)
+    if not 2 <= len(options) <= 10:
+        raise record.error(f"expected 2-10 options, got {len(options)}", field)
+    return options
+
+
+def build_episodes(task: str, records: list[JsonRecord], build: Callable[[JsonRecord], Episode],
+                   strict: bool, limit: int | None) -> list[Episode]:
+    """``build`` each record (at most ``limit``); a :class:`TaskDataError` becomes an invalid episode
+    (``strict``: it is raised)."""
+    episodes = []
+    for record in records[:limit]:
+        try:
+            episodes.append(build(record))
+        except TaskDataError as error:
+            if strict:
+                raise
+            episodes.append(Episode(task, f"record{record.line - 1}", {INVALID: str(error)}, (),
+                                    metadata={"error": str(error)}))
+    return episodes
+
+
+def check_valid(inputs: dict[str, Any]) -> None:
+    """Raise the :class:`TaskDataError` recorded in an invalid episode's inputs."""
+    if INVALID in inputs:
+        raise TaskDataError(inputs[INVALID])

@@ -1,0 +1,92 @@
+"""Video files in and out: clips are written with PyAV (H.264 mp4) and read back with decord.
+
+Frames are ``uint8`` arrays ``[N, H, W, 3]`` (RGB). :func:`read_frames` samples ``N`` frames uniformly
+(the centre of each of ``N`` equal segments, as LLaVA-style video-LLMs do) and raises
+:class:`~namm_suite.tasks.base.TaskDataError` naming the file and the field for a missing or undecodable
+file or a clip with fewer frames than asked for.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from namm_suite.atomic import write_bytes_atomic
+
+from ..base import TaskDataError
+
+
+def encode_video(frames: np.ndarray, fps: int = 8, crf: int = 12) -> bytes:
+    """H.264 mp4 bytes of ``frames`` (uint8 ``[N, H, W, 3]``, H and W even; yuv420p, constant quality ``crf``)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {frames.shape}")
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        # one thread and no B-frames: the same frames always give the same bytes
+        stream.options = {"crf": str(crf), "threads": "1", "bf": "0"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return buffer.getvalue()
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int = 8) -> Path:
+    """Write ``frames`` to ``path`` as an H.264 mp4, atomically; returns ``path``."""
+    write_bytes_atomic(Path(path), encode_video(frames, fps))
+    return Path(path)
+
+
+def uniform_indices(n_total: int, n_frames: int) -> np.ndarray:
+    """Indices of ``n_frames`` frames spread uniformly over ``n_total`` (segment centres; all frames when equal)."""
+    return ((np.arange(n_frames) + 0.5) * n_total / n_frames).astype(np.int64)
+
+
+def frame_count(path: Path) -> int:
+    """Number of frames in the video at ``path`` (raises :class:`TaskDataError` when unreadable)."""
+    return len(_reader(Path(path)))
+
+
+def read_frames(path: Path, n_frames: int | None = None) -> np.ndarray:
+    """``n_frames`` frames sampled uniformly from the video at ``path`` (all frames when None), uint8
+    ``[N, H, W, 3]``.
+
+    Raises:
+        TaskDataError: the file is missing or cannot be decoded (field ``video``), or the clip has fewer
+            than ``n_frames`` frames (field ``frames``).
+    """
+    path = Path(path)
+    reader = _reader(path)
+    total = len(reader)
+    if n_frames is None:
+        n_frames = total
+    if n_frames <= 0:
+        raise TaskDataError(f"frame count must be > 0, got {n_frames}", path=path, field="frames")
+    if n_frames > total:
+        raise TaskDataError(f"asked for {n_frames} frames but the clip has only {total}", path=path,
+                            field="frames")
+    try:
+        return reader.get_batch(uniform_indices(total, n_frames).tolist()).asnumpy()
+    except Exception as error:  # decord raises its own DECORDError on damaged streams
+        raise TaskDataError(f"cannot decode frames: {error}", path=path, field="video") from error
+
+
+def _reader(path: Path):
+    if not path.is_file():
+        raise TaskDataError("video file not found", path=path, field="video")
+    import decord
+
+    try:
+        reader = decord.VideoReader(str(path), num_threads=1)
+    except Exception as error:
+        raise TaskDataError(f"cannot open video: {error}", path=path, field="video") from error
+    if len(reader) == 0:
+        raise TaskDataError("video has no frames", path=path, field="video")
+    return reader
