@@ -22,13 +22,22 @@ class ResultsError(RuntimeError):
     """A results file cannot be read or written; the message names the file and line."""
 
 
-def check_writable(path: Path) -> None:
+def check_writable(path: Path, reserve: int = 16 * 1024) -> None:
     """Fail before any work starts if ``path`` cannot be created or appended to (read-only folder or file
-    system, a file where a folder should be, ...)."""
+    system, a file where a folder should be, ...) or its disk has less than ``reserve`` bytes free (a probe
+    file of that size is written, fsync'd and removed beside it)."""
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab"):
             pass
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(bytes(reserve))
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            probe.unlink(missing_ok=True)
     except OSError as err:
         raise ResultsError(f"results file {path} cannot be written: {err.strerror or err}") from None
 
@@ -55,18 +64,32 @@ def _iter_rows(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
-    """Append ``row`` as one JSON line, atomically with respect to crashes and concurrent writers."""
+    """Append ``row`` as one JSON line, atomically with respect to crashes and concurrent writers.
+
+    A write or fsync that fails (disk full, I/O error) cuts the file back to its previous end and raises
+    :class:`ResultsError`, so no half-written line is left behind.
+    """
     data = (json.dumps(row, sort_keys=True, default=str) + "\n").encode()
-    with open(path, "a+b") as handle:
+    with open(path, "a+b", buffering=0) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             _cut_torn_tail(handle)
-            handle.seek(0, os.SEEK_END)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            end = handle.seek(0, os.SEEK_END)
+            try:
+                _write_all(handle, data)
+                os.fsync(handle.fileno())
+            except OSError as err:
+                handle.truncate(end)
+                raise ResultsError(f"results file {path}: row not written: {err.strerror or err}") from None
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_all(handle, data: bytes) -> None:
+    """Write every byte of ``data`` with an unbuffered handle (``write`` may write fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view):]
 
 
 def _cut_torn_tail(handle) -> None:

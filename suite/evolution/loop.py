@@ -29,7 +29,7 @@ from ..atomic import write_bytes_atomic
 from ..namm.params import NUM_PARAMS
 from ..policies import create_policy
 from ..provenance import provenance
-from ..results import append_row
+from ..results import append_row, check_writable, read_rows
 from .backends import make_backend
 from .config import EvolutionConfig
 from .fitness import FitnessEvaluator, normalised_fitness
@@ -52,6 +52,7 @@ class EvolutionState:
     full: dict[str, Any] = field(default_factory=dict)  # episode_id -> EpisodeResult (full cache)
     best: dict[int, tuple[float, int | None]] = field(default_factory=dict)  # stage -> (fitness, generation)
     top_evaluation: float = float("-inf")  # best evaluated mean of the run, bar or no bar
+    last_record: dict[str, Any] | None = None  # log row of the latest finished generation (see _complete_log)
 
 
 def new_strategy(config: EvolutionConfig) -> cma.CMAEvolutionStrategy:
@@ -82,6 +83,8 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
                   backend=None, max_generations: int | None = None, console: Console | None = None) -> EvolutionState:
     """Run (or resume) the evolution in ``out``; stop after ``max_generations`` more generations if given."""
     out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "log.jsonl"
+    check_writable(log_path)
     evaluator = evaluator or FitnessEvaluator(config)
     backend = backend or make_backend(config, lambda: evaluator)
     state_path = out / "state.pkl"
@@ -92,6 +95,7 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
         logger.info("standardisation statistics from %d EMA vectors", stats.count)
     else:
         logger.info("resuming after generation %d (stage %d)", state.generation, state.stage)
+        _complete_log(log_path, state)
     pools = {}
     total = sum(s.generations for s in config.stages)
     remaining = total - state.generation if max_generations is None else min(max_generations, total - state.generation)
@@ -122,8 +126,9 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
                         _save_checkpoint(config, state, out / "namm_best", score)
                 if state.stage_generation == stage.generations and state.stage + 1 < len(config.stages):
                     state.stage, state.stage_generation, state.stage_started = state.stage + 1, 0, False
+                state.last_record = record
                 save_state(state, state_path)
-                append_row(out / "log.jsonl", record)
+                append_row(log_path, record)
                 progress.update(bar, completed=state.generation,
                                 description=f"stage {record['stage']} fit {record['fitness_mean']:.3f}")
                 logger.info("gen %(generation)d stage %(stage)d best %(fitness_best).4f mean %(fitness_mean).4f "
@@ -131,6 +136,16 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
     finally:
         backend.close()
     return state
+
+
+def _complete_log(log_path: Path, state: EvolutionState) -> None:
+    """Append the latest generation's log row if a crash came between saving the state and logging it
+    (the state is saved first, so the log is behind by at most that one row)."""
+    record = getattr(state, "last_record", None)  # older states lack the field
+    rows = read_rows(log_path)
+    logged = rows[-1]["generation"] if rows else 0
+    if record is not None and logged < state.generation == record["generation"]:
+        append_row(log_path, record)
 
 
 def _ensure_full(evaluator: FitnessEvaluator, state: EvolutionState, episodes: list) -> None:
