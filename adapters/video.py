@@ -72,13 +72,22 @@ class LlavaNextVideoLM:
     def __init__(self, model, tokenizer, video_processor) -> None:
         self.lm, self.tokenizer, self.video_processor = model, tokenizer, video_processor
 
-    def prompt_embeds(self, frames: np.ndarray, question: str) -> torch.Tensor:
+    def pixels(self, frames: np.ndarray) -> torch.Tensor:
+        """``pixel_values_videos [1, N, 3, H, W]`` from the checkpoint's own video processor."""
         pixels = self.video_processor(videos=[frames], return_tensors="pt")["pixel_values_videos"]
-        features = self.lm.get_video_features(pixels.to(self.lm.device, self.lm.dtype)).pooler_output  # [1, V, E]
+        return pixels.to(self.lm.device, self.lm.dtype)
+
+    def prompt_ids(self, n_video_tokens: int, question: str) -> torch.Tensor:
+        """``[1, T]`` ids of ``"USER: <video>\\n{question} ASSISTANT:"`` with the video placeholder repeated
+        ``n_video_tokens`` times (as the model's processor expands it)."""
         before = self.tokenizer("USER: ", return_tensors="pt").input_ids[0]
         after = self.tokenizer(f"\n{question} ASSISTANT:", add_special_tokens=False, return_tensors="pt").input_ids[0]
-        video = torch.full((features.shape[1],), self.lm.config.video_token_id, dtype=before.dtype)
-        ids = torch.cat([before, video, after])[None].to(self.lm.device)
+        video = torch.full((n_video_tokens,), self.lm.config.video_token_id, dtype=before.dtype)
+        return torch.cat([before, video, after])[None].to(self.lm.device)
+
+    def prompt_embeds(self, frames: np.ndarray, question: str) -> torch.Tensor:
+        features = self.lm.get_video_features(self.pixels(frames)).pooler_output  # [1, V, E]
+        ids = self.prompt_ids(features.shape[1], question)
         embeds = self.lm.get_input_embeddings()(ids)
         _, mask = self.lm.model.get_placeholder_mask(ids, inputs_embeds=embeds, video_features=features)
         return embeds.masked_scatter(mask, features.to(embeds.dtype))
@@ -99,13 +108,12 @@ def resolve_video_model(name_or_path: str) -> Path:
 
 def load_video_lm(name_or_path: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> VideoLM:
     """Load the tiny video-LLM or a LlavaNextVideo checkpoint, its LM with ``attn_implementation="namm"``."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     path = resolve_video_model(name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if is_tiny_video_llm(path):
         model = TinyVideoLLM.load(path, attn_implementation=ATTN_IMPLEMENTATION).to(device, dtype)
-        return TinyVideoLM(model, tokenizer)
+        return TinyVideoLM(model, PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True))
     model_type = json.loads((path / "config.json").read_text()).get("model_type")
     if model_type != "llava_next_video":
         raise ValueError(f"{path}/config.json: field 'model_type' is {model_type!r}; the video adapter takes "
@@ -116,6 +124,7 @@ def load_video_lm(name_or_path: str, dtype: torch.dtype = torch.float32, device:
     attn = {"": "sdpa", "vision_config": "sdpa", "text_config": ATTN_IMPLEMENTATION}
     model = LlavaNextVideoForConditionalGeneration.from_pretrained(path, attn_implementation=attn, dtype=dtype,
                                                                    local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     processor = AutoVideoProcessor.from_pretrained(path, local_files_only=True)
     return LlavaNextVideoLM(model.to(device).eval(), tokenizer, processor)
 

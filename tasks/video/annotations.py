@@ -59,9 +59,9 @@ def candidates(record: Record, field: str = "candidates") -> list[str]:
 
 
 def build_episodes(task: str, records: list[JsonRecord], build: Callable[[JsonRecord], Episode],
-                   strict: bool, limit: int | None) -> list[Episode]:
-    """``build`` each record (at most ``limit``); a :class:`TaskDataError` becomes an invalid episode
-    (``strict``: it is raised)."""
+                   strict: bool, limit: int | None, id_prefix: str = "record") -> list[Episode]:
+    """``build`` each record (at most ``limit``); a :class:`TaskDataError` becomes an invalid episode with id
+    ``<id_prefix><record index>`` (``strict``: it is raised)."""
     episodes = []
     for record in records[:limit]:
         try:
@@ -69,7 +69,7 @@ def build_episodes(task: str, records: list[JsonRecord], build: Callable[[JsonRe
         except TaskDataError as error:
             if strict:
                 raise
-            episodes.append(Episode(task, f"record{record.line - 1}", {INVALID: str(error)}, (),
+            episodes.append(Episode(task, f"{id_prefix}{record.line - 1}", {INVALID: str(error)}, (),
                                     metadata={"error": str(error)}))
     return episodes
 

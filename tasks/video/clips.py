@@ -89,10 +89,10 @@ def draw_shape(frame: np.ndarray, rng: np.random.Generator, color: str, shape: s
 
 
 def spaced_indices(rng: np.random.Generator, n_frames: int, k: int, gap: int = 2) -> list[int]:
-    """``k`` sorted frame indices in ``[0, n_frames)`` at least ``gap`` apart."""
-    if n_frames < (k - 1) * gap + 1:
-        raise ValueError(f"{n_frames} frames cannot hold {k} events {gap} frames apart")
+    """``k`` sorted frame indices in ``[0, n_frames)`` with at least ``gap`` other frames between two."""
     slack = n_frames - (k - 1) * gap
+    if slack < k:
+        raise ValueError(f"{n_frames} frames cannot hold {k} events with {gap} frames between them")
     picks = np.sort(rng.choice(slack, size=k, replace=False))
     return [int(p) + i * gap for i, p in enumerate(picks)]
 

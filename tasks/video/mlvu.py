@@ -84,7 +84,8 @@ class MLVU(Task):
             remaining = None if context.limit is None else context.limit - len(episodes)
             if remaining == 0:
                 break
-            episodes.extend(build_episodes(self.name, read_json_list(path), build, task.strict, remaining))
+            episodes.extend(build_episodes(self.name, read_json_list(path), build, task.strict, remaining,
+                                           id_prefix=f"{path.stem}-"))
         return episodes
 
     def score(self, prediction: str, episode: Episode) -> float:
