@@ -41,6 +41,6 @@ ADAPTERS: Registry[Callable[..., Adapter]] = Registry("adapter")
 
 def create_adapter(name: str, model: str, **options: Any) -> Adapter:
     """Build the adapter registered as ``name`` for ``model`` (embedded name or local checkpoint path)."""
-    from . import language, video  # noqa: F401  (registration)
+    from . import decision, language, video  # noqa: F401  (registration)
 
     return ADAPTERS.get(name)(model, **options)
