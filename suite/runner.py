@@ -76,6 +76,13 @@ class SweepConfig:
             raise ValueError("budgeted policies need at least one --cache-size")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"limit must be > 0, got {self.limit}")
+        if not self.tasks or not self.policies or not self.seeds:
+            raise ValueError("a sweep needs at least one task, one policy and one seed")
+        if self.length <= 0:
+            raise ValueError(f"length must be > 0 tokens, got {self.length}")
+        MemoryConfig(update_every=self.update_every)  # validates the schedule
+        if "namm" in self.policies:  # a bad checkpoint is refused before any episode runs
+            create_policy("namm", checkpoint=self.namm_checkpoint, selection=self.selection)
 
 
 @dataclass(frozen=True)

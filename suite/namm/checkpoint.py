@@ -153,6 +153,12 @@ def _read_sidecar(sidecar_path: Path) -> dict[str, Any]:
         raise ValueError(f"{sidecar_path}: not a NAMM checkpoint sidecar, missing keys {missing}")
     if meta["format"] != FORMAT:
         raise ValueError(f"{sidecar_path}: format is {meta['format']!r}, expected {FORMAT!r}")
+    count = meta["stats_count"]
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ValueError(f"{sidecar_path}: stats_count must be an integer >= 0, got {count!r}")
+    if not isinstance(meta["provenance"], dict):  # a corrupt file is a ValueError (load_namm's contract)
+        raise ValueError(  # noqa: TRY004
+            f"{sidecar_path}: provenance must be an object, got {type(meta['provenance']).__name__}")
     return meta
 
 
@@ -164,6 +170,11 @@ def _parse_hparams(raw: Any, sidecar_path: Path) -> NammHyperParams:
             f"{sidecar_path}: hparams have unknown fields {sorted(got - names)} and lack "
             f"{sorted(names - got)}"
         )
+    for f in dataclasses.fields(NammHyperParams):
+        value, kind = raw[f.name], type(f.default)
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+            raise ValueError(  # noqa: TRY004  (a corrupt file is a ValueError, as everywhere in load_namm)
+                f"{sidecar_path}: hparams field {f.name!r} must be {kind.__name__}, got {value!r}")
     try:
         return NammHyperParams(**raw)
     except (TypeError, ValueError) as err:
@@ -231,6 +242,10 @@ def load_namm(
                 f"{tensors_path}: tensor {name!r} is {t.dtype} {tuple(t.shape)}, "
                 f"expected torch.float32 {shape}"
             )
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{tensors_path}: tensor {name!r} holds NaN or infinite values")
+    if (tensors["var"] < 0).any():
+        raise ValueError(f"{tensors_path}: tensor 'var' holds negative variances")
     extra = sorted(set(tensors) - set(expected_shapes))
     if extra:
         raise ValueError(f"{tensors_path}: unexpected tensors {extra}")

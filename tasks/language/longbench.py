@@ -168,7 +168,11 @@ def format_prompt(template: str, record: Record) -> str:
         if value is None:
             raise record.error(f"is missing (the prompt template uses {{{name}}})", name)
         values[name] = value
-    return template.format(**values)
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError, TypeError) as err:  # e.g. "{length:d}" over a string
+        raise record.error(f"cannot fill the prompt template {template!r}: {type(err).__name__}: {err}",
+                           "prompt") from None
 
 
 def make_task(name: str, spec: DatasetSpec, source: str, base: type[LongBenchFormatTask] = LongBenchFormatTask,

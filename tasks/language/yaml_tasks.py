@@ -94,12 +94,12 @@ def _format(doc, data: dict) -> str:
     given = {key: data[key] for key in ("format", "loader") if data.get(key) is not None}
     if not given:
         raise doc.error(f"is missing (one of: {', '.join(FORMATS)})", "format")
+    for key, value in given.items():
+        if not isinstance(value, str) or value not in FORMATS:
+            raise doc.error(f"unknown {key} {value!r}; valid: {', '.join(FORMATS)}", key)
     if len(set(given.values())) > 1:
         raise doc.error(f"format {given['format']!r} and loader {given['loader']!r} disagree", "loader")
-    key, value = next(iter(given.items()))
-    if value not in FORMATS:
-        raise doc.error(f"unknown {key} {value!r}; valid: {', '.join(FORMATS)}", key)
-    return value
+    return next(iter(given.values()))
 
 
 def load_task_dir(path: Path) -> list[str]:
