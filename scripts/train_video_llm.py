@@ -38,6 +38,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--curriculum", default="",
+                        help="shorter clips first: 'FRAMES:STEPS,...' (e.g. 16:300,32:300), then --frames")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=100)
@@ -59,6 +61,7 @@ class ClipSource:
         self.frames, self.size, self.folder, self.count = frames, size, folder, 0
 
     def next(self, kind: str) -> tuple[str, np.ndarray, list[int], int]:
+        """The next clip of ``kind`` (``self.frames`` frames)."""
         clip = make_clip(kind, clip_rng(self.stream, self.seed, self.count), self.frames, self.size)
         self.count += 1
         path = write_video(self.folder / "clip.mp4", clip.frames)
@@ -89,6 +92,19 @@ def batch_loss(model: TinyVideoLLM, items: list, eos: int) -> tuple[torch.Tensor
     return loss, logits[:, 0].argmax(-1) == targets[:, 0]
 
 
+def schedule(curriculum: str, frames: int, steps: int) -> dict[int, int]:
+    """``{first step: clip length}`` from ``'F1:S1,F2:S2'`` (S1 steps of F1 frames, ...), then ``frames``."""
+    stages, step = {}, 1
+    for part in filter(None, curriculum.split(",")):
+        length, count = (int(x) for x in part.split(":"))
+        stages[step] = length
+        step += count
+    stages[step] = frames
+    if step > steps:
+        raise ValueError(f"curriculum {curriculum!r} is longer than --steps {steps}")
+    return stages
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -104,13 +120,19 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch, open(args.log, "a") as log:
         source = ClipSource(tokenizer, TRAIN_STREAM, args.seed, args.frames, args.size, Path(scratch))
-        pool = [source.next(kinds[i % len(kinds)]) for i in range(args.pool)]
-        print(f"{n_params} parameters; pool of {args.pool} clips in {time.perf_counter() - start:.0f} s", flush=True)
+        stages = schedule(args.curriculum, args.frames, args.steps)
+        pool: list = []
+        print(f"{n_params} parameters; clip lengths by step: {stages}", flush=True)
         rng = np.random.default_rng(args.seed)
         window: dict[str, list[float]] = {k: [] for k in kinds}
         losses: list[float] = []
         model.train()
         for step in range(1, args.steps + 1):
+            if step in stages:  # a new clip length: refill the pool
+                source.frames = stages[step]
+                pool = [source.next(kinds[i % len(kinds)]) for i in range(args.pool)]
+                print(f"step {step}: pool of {args.pool} clips of {source.frames} frames "
+                      f"({time.perf_counter() - start:.0f} s)", flush=True)
             for _ in range(args.refresh):
                 slot = int(rng.integers(args.pool))
                 pool[slot] = source.next(pool[slot][0])
