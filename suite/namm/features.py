@@ -7,6 +7,8 @@ reference. Time in a spectrogram is the query index; frequency bins are cycles p
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 N_FFT = 32
@@ -31,10 +33,38 @@ def spectrogram(signal: torch.Tensor) -> torch.Tensor:
     ``torch.stft(x, 32, 16, window=hann_window(), center=False, onesided=True, return_complex=True).abs()``
     transposed to frames-first, but keeps the leading dims instead of flattening them.
     """
+    return _bin_magnitudes(signal).transpose(-1, -2)
+
+
+def _bin_magnitudes(signal: torch.Tensor) -> torch.Tensor:
+    """``spectrogram`` laid out bins-first, float32 ``[..., 17, F]``.
+
+    The windowed DFT of every frame is one strided convolution with 34 fixed filters (the Hann-windowed
+    cosines and negated sines of the 17 bins), which reads the signal once and needs no frame copies;
+    the magnitude is ``sqrt(re² + im²)`` (``torch.hypot`` is several times slower on CPU).
+    """
     if signal.shape[-1] < N_FFT:
         raise ValueError(f"a spectrogram needs at least {N_FFT} samples, got {signal.shape[-1]}")
-    frames = signal.float().unfold(-1, N_FFT, HOP)  # [..., F, 32], a view
-    return torch.fft.rfft(frames * hann_window(signal.device), dim=-1).abs()
+    lead = signal.shape[:-1]
+    flat = signal.float().reshape(-1, 1, signal.shape[-1])
+    spec = torch.nn.functional.conv1d(flat, _dft_filters(signal.device), stride=HOP)  # [M, 34, F]
+    magnitude = (spec[:, :N_BINS].square() + spec[:, N_BINS:].square()).sqrt_()
+    return magnitude.reshape(*lead, N_BINS, -1)
+
+
+_FILTERS: dict[torch.device, torch.Tensor] = {}
+
+
+def _dft_filters(device: torch.device) -> torch.Tensor:
+    """Float32 ``[34, 1, 32]``: w[m]·cos(2πkm/32) for k = 0..16, then −w[m]·sin(2πkm/32) (computed in
+    float64, rounded once)."""
+    if device not in _FILTERS:
+        m = torch.arange(N_FFT, dtype=torch.float64)
+        angle = 2 * math.pi * torch.arange(N_BINS, dtype=torch.float64)[:, None] * m / N_FFT  # [17, 32]
+        window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
+        filters = torch.cat([window * torch.cos(angle), -window * torch.sin(angle)])  # [34, 32]
+        _FILTERS[device] = filters[:, None, :].to(device=device, dtype=torch.float32)
+    return _FILTERS[device]
 
 
 def frame_weights(num_slots: int, num_new: int, num_frames: int, gamma: float = GAMMA) -> torch.Tensor:
@@ -95,9 +125,9 @@ def update_ema(
     # new tokens start from zero context and zero EMA whatever the caller passed
     prev_context = torch.where(is_old[:, None], context.float(), 0.0)
     padded = torch.cat([prev_context, attn.float().transpose(-1, -2)], dim=-1)  # [..., N, 16 + n]
-    spec = spectrogram(padded)  # [..., N, F, 17]
+    magnitudes = _bin_magnitudes(padded)  # [..., N, 17, F]
     weights = frame_weights(num_slots, num_new, n // HOP, gamma).to(attn.device)  # [N, F]
-    fresh = (spec * weights[:, :, None]).sum(dim=-2)  # [..., N, 17]
+    fresh = torch.matmul(magnitudes, weights[:, :, None]).squeeze(-1)  # [..., N, 17]
     decayed = torch.where(is_old[:, None], ema.float() * (gamma**n), 0.0)
     return decayed + fresh, padded[..., -CONTEXT:].contiguous()
 

@@ -6,13 +6,10 @@ newer valid token. No activation, normalisation, positional encoding or smoothin
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 
 from .params import D_ATTN, D_FEATURE, BamParams
-
-_MASKED = torch.finfo(torch.float32).min
 
 
 def backward_mask(valid: torch.Tensor) -> torch.Tensor:
@@ -42,13 +39,18 @@ def bam_scores(features: torch.Tensor, valid: torch.Tensor, params: BamParams) -
         )
     x = features.float()
     z = x @ params.W_a + params.b_a
-    q, k, v = z.split(D_ATTN, dim=-1)
-    logits = (q @ k.transpose(-1, -2)) / math.sqrt(D_ATTN)
-    # The reference adds float32 min to masked logits; filling with it instead gives the same softmax
-    # for any row with an allowed entry and keeps an all-masked (padding) row uniform rather than NaN.
-    logits = logits.masked_fill(~backward_mask(valid.bool()), _MASKED)
-    out = torch.softmax(logits, dim=-1) @ v
-    y = out @ params.W_b + params.b_b
+    # Newest-first order turns the backward mask (j ≥ i) into a causal one, so the fused SDPA kernel
+    # skips the masked half; padding adds an explicit mask (each row may always attend to itself, which
+    # keeps all-masked padding rows finite without touching valid rows).
+    q, k, v = z.flip(-2).split(D_ATTN, dim=-1)
+    valid = valid.bool()
+    if bool(valid.all()):
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:
+        itself = torch.eye(valid.shape[-1], dtype=torch.bool, device=valid.device)
+        allowed = (backward_mask(valid) | itself).flip(-1, -2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    y = out.flip(-2) @ params.W_b + params.b_b
     r, m = y.split(D_FEATURE, dim=-1)
     x_mod = x * (1.0 + m) + r
     return x_mod @ params.w_c + params.b_c
