@@ -25,7 +25,7 @@ demo: $(BIN)/.installed
 	$(BIN)/namm demo
 
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/bench_memory.py
+	$(BIN)/python -m benchmarks
 
 lint: $(BIN)/.installed
 	$(BIN)/pip install --quiet ruff
