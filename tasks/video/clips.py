@@ -1,6 +1,6 @@
 """Synthetic video clips drawn from a random generator: needle frame, counting, temporal order.
 
-Every clip is a dark, slightly noisy background of one random colour with a grey square drifting across it
+Every clip is a dark, slightly noisy grey background (random level) with a grey square drifting across it
 (so no two frames are equal); the events are drawn on top:
 
 - **needle**: one frame shows a coloured shape (red/green/blue/yellow × square/circle/triangle); the
@@ -59,9 +59,11 @@ class Clip:
 
 
 def background(rng: np.random.Generator, n_frames: int, size: int) -> np.ndarray:
-    """Float ``[N, S, S, 3]``: a dark random colour, pixel noise (σ = 6) and a drifting grey square."""
-    base = rng.uniform(10, 70, size=3)
-    frames = base + rng.normal(0, 6, size=(n_frames, size, size, 3))
+    """Float ``[N, S, S, 3]``: a dark random grey with a faint tint, pixel noise (σ = 5) and a drifting grey
+    square. (Strongly coloured backgrounds hide the events' colours from a model that is still averaging
+    over frames: the tiny video-LLM then never starts learning colours.)"""
+    base = rng.uniform(15, 60) + rng.uniform(-4, 4, size=3)
+    frames = base + rng.normal(0, 5, size=(n_frames, size, size, 3))
     side = max(size // 6, 2)
     start, end = rng.uniform(0, size - side, size=2), rng.uniform(0, size - side, size=2)
     for t in range(n_frames):

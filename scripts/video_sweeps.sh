@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The sweep behind results/video_synthetic.md (run from the repository root; resumable): the tiny video-LLM on
+# the three synthetic video tasks, every baseline at 32/64/128 tokens per KV head (of ~265 prompt tokens), and
+# the NAMM evolved on SmolLM2 for language applied zero-shot (plus its random-parameter control).
+set -eu
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+LIMIT=${LIMIT:-30}
+OUT=${OUT:-results/video_synthetic}
+N=".venv/bin/namm run --adapter video --model tiny-video-llm --task video_needle,video_count,video_order --update-every 32 --seed 0 --limit $LIMIT"
+$N --policy full,h2o,keynorm,streaming,snapkv,tova,random --cache-size 32,64,128 --out $OUT.jsonl
+$N --policy namm --namm-checkpoint checkpoints/namm_smollm2 --out $OUT.jsonl
+$N --policy namm --namm-checkpoint checkpoints/namm_random --out $OUT.jsonl
+.venv/bin/namm report $OUT.jsonl --out $OUT.md
