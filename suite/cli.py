@@ -177,7 +177,10 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(quick=args.quick, model=args.model)
+    profile = "quick" if args.quick else "full" if args.full else "default"
+    checkpoint = None if args.namm_checkpoint in (None, "shipped") else args.namm_checkpoint
+    run_demo(profile, Path(args.out), checkpoint)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,9 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     _add_memory_args(gen)
     gen.set_defaults(func=cmd_generate)
 
-    demo = sub.add_parser("demo", help="passkey retrieval with every policy on the embedded model")
-    demo.add_argument("--model", default="smollm2-135m")
-    demo.add_argument("--quick", action="store_true", help="one prompt, one budget (a smoke run)")
+    demo = sub.add_parser("demo", help="the cross-modal zero-shot transfer table (language, video, decision)")
+    size = demo.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a ~2-minute smoke run (one episode per modality)")
+    size.add_argument("--full", action="store_true", help="more episodes, seeds and budgets (takes longer)")
+    demo.add_argument("--out", default="results", help="folder for transfer.md/.png and the resumable rows")
+    demo.add_argument("--namm-checkpoint", default=None,
+                      help="NAMM applied zero-shot to every modality (default: the shipped one)")
     demo.set_defaults(func=cmd_demo)
 
     tasks = sub.add_parser("tasks", help="list the tasks (name, modality, metric, data source)")

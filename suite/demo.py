@@ -1,89 +1,151 @@
-"""``namm demo``: passkey retrieval on the embedded model with every memory policy.
+"""``namm demo``: the cross-modal zero-shot transfer table.
 
-This is the project's end-to-end job until the cross-modal transfer demo lands: it shows the score each
-policy keeps at small cache budgets, against the full cache, with the mean tokens actually held.
+One NAMM, evolved on language (the shipped checkpoint), is applied unchanged to the embedded language
+model, the tiny video-LLM and the tiny Decision Transformer, and compared with every baseline at the same
+cache budgets. Each modality is an ordinary resumable sweep (:func:`namm_suite.runner.run_sweep`), so a
+rerun skips finished episodes; the table and figure are then built from the result rows only
+(:mod:`namm_suite.transfer_report`). Profiles are data: ``quick`` (a CI smoke run, ~2 minutes),
+``default`` (``make demo``, < 15 minutes on 2 CPU cores) and ``full`` (more episodes and budgets).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
+from .policies import POLICIES
+from .results import read_rows
+from .runner import SweepConfig, run_sweep
 from .shipped import SHIPPED_NAMM
+from .transfer_report import ModalityResult, summarise, write
 
 logger = logging.getLogger(__name__)
 
-PROMPT_TOKENS = 700
-DEPTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
-BUDGETS = (128, 256)
-UPDATE_EVERY = 64
+
+@dataclass(frozen=True)
+class Modality:
+    """One column group of the transfer table: a sweep over every policy at ``budgets``.
+
+    Attributes:
+        name: column label. adapter / model: registered adapter and embedded model (or local path).
+        tasks: task names; length: tokens per episode (prompt tokens, visual tokens + question, or
+            3 × environment steps); budgets: tokens per KV head, chosen relative to ``length``.
+        seeds / limit: episode seeds and episodes per task and seed. update_every: memory schedule.
+        task_options: extra task parameters. reference_adapter: an extra policy-free protocol run with
+            the ``full`` policy and shown as its own row (the DT's classic K-step window).
+    """
+
+    name: str
+    adapter: str
+    model: str
+    tasks: tuple[str, ...]
+    length: int
+    budgets: tuple[int, ...]
+    seeds: tuple[int, ...] = (0,)
+    limit: int | None = None
+    update_every: int = 64
+    task_options: dict[str, Any] = field(default_factory=dict)
+    reference_adapter: str | None = None
+    reference_label: str = ""
+
+    def sweep(self, namm_checkpoint: str, adapter: str | None = None,
+              policies: list[str] | None = None) -> SweepConfig:
+        return SweepConfig(
+            tasks=list(self.tasks), policies=policies or POLICIES.names(),
+            cache_sizes=list(self.budgets) if policies is None else [], adapter=adapter or self.adapter,
+            model=self.model, seeds=list(self.seeds), limit=self.limit, length=self.length,
+            update_every=self.update_every, namm_checkpoint=namm_checkpoint, namm_cap=policies is None,
+            task_options=dict(self.task_options))
 
 
-def run_demo(quick: bool = False, model: str = "smollm2-135m", out: Path | None = Path("results")) -> int:
-    """Run the passkey sweep, print a table and write it to ``out/demo_passkey.md`` (unless quick)."""
-    from .adapters.language import LanguageAdapter
-    from .manager import MemoryConfig, MemoryManager
-    from .policies import POLICIES, create_policy
-    from .tasks.language.synthetic import make_passkey, passkey_score
+LANGUAGE = Modality(
+    name="language", adapter="language", model="smollm2-135m", tasks=("passkey", "variable_tracking"),
+    length=512, budgets=(64, 128), seeds=(0,), limit=4, update_every=64)
+VIDEO = Modality(
+    name="video", adapter="video", model="tiny-video-llm", tasks=("video_needle", "video_count", "video_order"),
+    length=256, budgets=(32, 64), seeds=(0,), limit=6, update_every=32)
+DECISION = Modality(
+    name="decision", adapter="decision", model="dt-hopper", tasks=("hopper",), length=1500, budgets=(60, 240),
+    seeds=(0, 1), limit=1, update_every=48, reference_adapter="decision-window", reference_label="dt window (K steps)")
 
-    adapter = LanguageAdapter.from_pretrained(model)
-    depths = DEPTHS[2:3] if quick else DEPTHS
-    budgets = BUDGETS[:1] if quick else BUDGETS
-    episodes = [make_passkey(adapter.tokenizer, PROMPT_TOKENS, d, seed=i) for i, d in enumerate(depths)]
-    runs = [("full", None), ("namm", None)] + [
-        (name, b) for b in budgets for name in POLICIES.names() if POLICIES.get(name).uses_budget
-    ]
-    rows: dict[tuple[str, int | None], tuple[float, float]] = {}
-    start = time.perf_counter()
-    with Progress(console=Console(stderr=True)) as progress:
-        task = progress.add_task("passkey", total=len(runs) * len(episodes))
-        for name, budget in runs:
-            scores, kept = [], []
-            for episode in episodes:
-                options = {"checkpoint": str(SHIPPED_NAMM)} if name == "namm" else {}
-                policy = create_policy(name, **options)
-                manager = MemoryManager(policy, MemoryConfig(update_every=UPDATE_EVERY, budget=budget))
-                result = adapter.generate(episode.prompt, manager, max_new_tokens=12)
-                scores.append(passkey_score(result.output, episode.answer))
-                kept.append(result.stats.mean_kept)
-                progress.advance(task)
-            rows[(name, budget)] = (sum(scores) / len(scores), sum(kept) / len(kept))
-    elapsed = time.perf_counter() - start
-    table = _markdown(rows, len(episodes), model, elapsed)
-    console = Console()
-    grid = Table(title=f"passkey retrieval, {model}, ~{PROMPT_TOKENS} prompt tokens, {len(episodes)} prompts")
-    for column in ("policy", "budget", "accuracy", "mean kept tokens"):
-        grid.add_column(column)
-    for (name, budget), (acc, kept) in rows.items():
-        grid.add_row(name, str(budget or "-"), f"{acc:.2f}", f"{kept:.0f}")
+PROFILES: dict[str, tuple[Modality, ...]] = {
+    "default": (LANGUAGE, VIDEO, DECISION),
+    "quick": (replace(LANGUAGE, tasks=("passkey",), limit=1, budgets=(64,)),
+              replace(VIDEO, limit=1, budgets=(32,)),
+              replace(DECISION, length=300, seeds=(0,), budgets=(60,))),
+    "full": (replace(LANGUAGE, seeds=(0, 1), limit=5, budgets=(64, 128, 256)),
+             replace(VIDEO, seeds=(0, 1), limit=10, budgets=(32, 64, 128)),
+             replace(DECISION, length=3000, seeds=(0, 1, 2), budgets=(60, 240, 960))),
+}
+
+
+def run_modality(modality: Modality, runs_dir: Path, namm_checkpoint: str, console: Console) -> list[dict]:
+    """Run (or resume) the modality's sweeps; return its ok and error rows."""
+    out = runs_dir / f"{modality.name}.jsonl"
+    run_sweep(modality.sweep(namm_checkpoint), out, console=console)
+    rows = read_rows(out)
+    if modality.reference_adapter:
+        ref_out = runs_dir / f"{modality.name}_{modality.reference_adapter}.jsonl"
+        run_sweep(modality.sweep(namm_checkpoint, modality.reference_adapter, ["full"]), ref_out, console=console)
+        rows += read_rows(ref_out)
+    return rows
+
+
+def label_for(modality: Modality):
+    """Row labels: the reference protocol's ``full`` rows get the modality's reference label."""
+    from .report import policy_label
+
+    def label(row: dict[str, Any]) -> str:
+        if modality.reference_adapter and row.get("adapter") == modality.reference_adapter:
+            return modality.reference_label
+        return policy_label(row)
+
+    return label
+
+
+def run_demo(profile: str = "default", out: Path = Path("results"), namm_checkpoint: str | None = None,
+             console: Console | None = None) -> list[ModalityResult]:
+    """Run every modality of ``profile``, write ``out/transfer.md`` and ``out/transfer.png`` and return
+    the per-modality summaries. Raw rows go to ``out/transfer_runs/<modality>.jsonl`` (resumable)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown demo profile {profile!r}; valid: {', '.join(PROFILES)}")
+    console = console or Console(stderr=True)
+    checkpoint = namm_checkpoint or str(SHIPPED_NAMM)
+    runs_dir = out / "transfer_runs" if profile == "default" else out / f"transfer_runs_{profile}"
+    results, walls = [], {}
+    for modality in PROFILES[profile]:
+        start = time.perf_counter()
+        console.print(f"[bold]{modality.name}[/]: {modality.model}, tasks {', '.join(modality.tasks)}, "
+                      f"budgets {', '.join(map(str, modality.budgets))} tokens/head")
+        rows = run_modality(modality, runs_dir, checkpoint, console)
+        failed = [r for r in rows if r.get("status") != "ok"]
+        if failed:
+            console.print(f"[yellow]{len(failed)} {modality.name} episodes failed[/] (see {runs_dir})")
+        results.append(summarise(modality.name, rows, modality.budgets, label_for(modality)))
+        walls[modality.name] = time.perf_counter() - start
+    target = out / ("transfer.md" if profile == "default" else f"transfer_{profile}.md")
+    write(results, target)
+    _print_summary(console, results, walls, target)
+    return results
+
+
+def _print_summary(console: Console, results: list[ModalityResult], walls: dict[str, float], target: Path) -> None:
+    grid = Table(title="score as % of full cache (mean kept tokens per head)")
+    grid.add_column("policy")
+    columns = [(r, size) for r in results for size in (None, *r.budgets)]
+    for r, size in columns:
+        grid.add_column(f"{r.name} {size or 'own'}")
+    labels = sorted({label for r in results for label, _ in r.cells}, key=lambda x: (x != "full", x))
+    for label in labels:
+        cells = [r.cells.get((label, size)) for r, size in columns]
+        grid.add_row(label, *[f"{c.percent:.0f}% ({c.kept:.0f})" if c else "" for c in cells])
     console.print(grid)
-    console.print(f"wall time {elapsed:.0f} s")
-    if out is not None and not quick:
-        out.mkdir(parents=True, exist_ok=True)
-        target = out / "demo_passkey.md"
-        tmp = target.with_suffix(".md.tmp")
-        tmp.write_text(table, encoding="utf-8")
-        tmp.replace(target)
-        console.print(f"wrote {target}")
-    return 0
-
-
-def _markdown(rows, n_episodes: int, model: str, elapsed: float) -> str:
-    lines = [
-        f"# Passkey retrieval on {model}",
-        "",
-        (f"~{PROMPT_TOKENS}-token prompts, needle depths {', '.join(map(str, DEPTHS))}, greedy decoding, "
-         f"memory update every {UPDATE_EVERY} tokens; {n_episodes} prompts per cell; NAMM = the shipped "
-         f"checkpoint `{SHIPPED_NAMM.name}` at its own threshold. Generated by `namm demo` in {elapsed:.0f} s."),
-        "",
-        "| policy | budget (tokens/head) | accuracy | mean kept tokens/head |",
-        "|---|---|---|---|",
-    ]
-    for (name, budget), (acc, kept) in rows.items():
-        lines.append(f"| {name} | {budget or '-'} | {acc:.2f} | {kept:.0f} |")
-    return "\n".join(lines) + "\n"
+    for name, seconds in walls.items():
+        console.print(f"wall time {name}: {seconds:.0f} s")
+    console.print(f"total {sum(walls.values()):.0f} s; wrote {target} and {target.with_suffix('.png')}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,16 @@ def policy_label(row: dict[str, Any]) -> str:
     return f"{label} [{Path(checkpoint).name if checkpoint else 'θ=0'}]"
 
 
-def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[tuple[str, int | None], Cell]]:
-    """``task -> (policy, cache_size) -> Cell`` over the rows with status ok."""
+def aggregate(rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str] | None = None
+              ) -> dict[str, dict[tuple[str, int | None], Cell]]:
+    """``task -> (policy label, cache_size) -> Cell`` over the rows with status ok (``label`` names a
+    row's policy; default :func:`policy_label`)."""
+    label_of = label or policy_label
     cells: dict[str, dict[tuple[str, int | None], Cell]] = defaultdict(dict)
     for row in rows:
         if row.get("status", "ok") != "ok":
             continue
-        label = policy_label(row)
-        cell = cells[row["task"]].setdefault((label, row.get("cache_size")), Cell([], []))
+        cell = cells[row["task"]].setdefault((label_of(row), row.get("cache_size")), Cell([], []))
         cell.scores.append(float(row["score"]))
         cell.kept.append(float(row["mean_kept"]))
     return dict(cells)

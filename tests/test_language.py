@@ -65,11 +65,3 @@ def test_load_causal_lm_rejects_unknown_model():
     with pytest.raises(ValueError, match="smollm2-135m"):
         load_causal_lm("no-such-model")
 
-
-def test_demo_quick_runs_every_policy(capsys):
-    from namm_suite.demo import run_demo
-
-    assert run_demo(quick=True, out=None) == 0
-    out = capsys.readouterr().out
-    for name in ("full", "namm", "h2o", "keynorm", "random", "snapkv", "streaming", "tova"):
-        assert f"│ {name}" in out

@@ -1,0 +1,129 @@
+"""The cross-modal transfer table and figure, built only from sweep result rows.
+
+Rows of the table are policies, columns are modality × cache budget, and each cell is the policy's score
+as a percentage of the full cache's score on the same episodes (averaged over the modality's tasks),
+with the mean tokens kept per KV head beside it. Policies that choose their own cache size (the full
+cache, the NAMM at its own threshold, the Decision Transformer's K-step window) fill the ``own`` column.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .report import OWN, aggregate, policy_label
+from .results import write_text_atomic
+
+FULL = "full"
+
+
+@dataclass
+class TransferCell:
+    """One policy at one budget of one modality, relative to the full cache."""
+
+    percent: float  # mean over tasks of 100 × score / full-cache score
+    kept: float  # mean tokens kept per KV head (query-weighted over the episode)
+    tasks: int  # tasks that entered the mean (those where the full cache scores above 0)
+
+
+@dataclass
+class ModalityResult:
+    """Everything the table needs about one modality."""
+
+    name: str
+    budgets: list[int]
+    cells: dict[tuple[str, int | None], TransferCell]
+    full_scores: dict[str, float]  # task -> full-cache mean score
+    metrics: dict[str, str]  # task -> metric name
+
+
+def summarise(name: str, rows: list[dict[str, Any]], budgets: Sequence[int],
+              label: Callable[[dict[str, Any]], str] = policy_label) -> ModalityResult:
+    """Aggregate one modality's rows: per task relative to the full cache, then averaged over tasks."""
+    relabelled = [{**row, "policy_label": label(row)} for row in rows]
+    per_task = aggregate(relabelled, label=lambda row: row["policy_label"])
+    full_scores = {task: cells[(FULL, None)].mean for task, cells in per_task.items() if (FULL, None) in cells}
+    metrics = {row["task"]: row.get("metric", "") for row in rows}
+    pooled: dict[tuple[str, int | None], list[tuple[float, float]]] = defaultdict(list)
+    for task, cells in per_task.items():
+        reference = full_scores.get(task, 0.0)
+        if reference <= 0:
+            continue  # nothing to be relative to (the full cache fails this task)
+        for key, cell in cells.items():
+            pooled[key].append((100.0 * cell.mean / reference, cell.mean_kept))
+    cells_out = {key: TransferCell(sum(p for p, _ in v) / len(v), sum(k for _, k in v) / len(v), len(v))
+                 for key, v in pooled.items()}
+    return ModalityResult(name, list(budgets), cells_out, full_scores, metrics)
+
+
+def _row_order(results: list[ModalityResult]) -> list[str]:
+    labels = {label for r in results for label, _ in r.cells}
+    first = [FULL] + sorted(label for label in labels if label.startswith("namm"))
+    return [x for x in first if x in labels] + sorted(labels - set(first))
+
+
+def markdown(results: list[ModalityResult], title: str = "Cross-modal zero-shot transfer") -> str:
+    """The transfer table: ``percent% (kept)`` per cell, then the full cache's absolute scores."""
+    columns = [(r, size) for r in results for size in [None, *r.budgets]]
+    head = " | ".join(f"{r.name} {OWN if size is None else size}" for r, size in columns)
+    lines = [f"# {title}", "", f"| policy | {head} |", "|---" * (len(columns) + 1) + "|"]
+    for label in _row_order(results):
+        cells = []
+        for r, size in columns:
+            cell = r.cells.get((label, size))
+            cells.append(f"{cell.percent:.0f}% ({cell.kept:.0f})" if cell else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", ("Cells: score as % of the full cache on the same episodes, averaged over the modality's "
+              "tasks, and (in brackets) the mean tokens kept per KV head. Column `own`: policies that set "
+              "their own cache size. Full-cache scores:")]
+    for r in results:
+        scores = ", ".join(f"{task} {score:.3g} ({r.metrics.get(task, '')})"
+                           for task, score in sorted(r.full_scores.items()))
+        lines.append(f"- {r.name}: {scores}")
+        skipped = [t for t, s in r.full_scores.items() if s <= 0]
+        if skipped:
+            lines.append(f"  (left out of the percentages, the full cache scores 0: {', '.join(skipped)})")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[ModalityResult], path: Path) -> None:
+    """One panel per modality: % of full-cache score against mean kept tokens, a line per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.4 * len(results), 3.8), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        for label in _row_order([r]):
+            points = sorted((c.kept, c.percent) for (lab, size), c in r.cells.items()
+                            if lab == label and size is not None)
+            own = r.cells.get((label, None))
+            if points:
+                line, = ax.plot(*zip(*points), "o-", label=label, lw=2.2 if label.startswith("namm") else 1.2)
+                color = line.get_color()
+            else:
+                color = None
+            if own is not None:
+                ax.plot([own.kept], [own.percent], "*", ms=13, color=color, label=None if points else label)
+        ax.set(title=r.name, xlabel="mean tokens kept per KV head", ylabel="% of full-cache score")
+        ax.axhline(100, color="grey", lw=0.8, ls=":")
+        ax.grid(True, alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write(results: list[ModalityResult], out_md: Path) -> None:
+    """Write ``out_md`` and the figure beside it (``.png``), both atomically."""
+    write_text_atomic(out_md, markdown(results))
+    plot(results, out_md.with_suffix(".png"))
+
+
