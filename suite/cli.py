@@ -179,7 +179,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     profile = "quick" if args.quick else "full" if args.full else "default"
     checkpoint = None if args.namm_checkpoint in (None, "shipped") else args.namm_checkpoint
-    run_demo(profile, Path(args.out), checkpoint)
+    models = {}
+    for item in args.model or []:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise SystemExit(f"namm demo: --model takes MODALITY=MODEL (language=path/to/model), got {item!r}")
+        models[name] = path
+    run_demo(profile, Path(args.out), checkpoint, models)
     return 0
 
 
@@ -206,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="results", help="folder for transfer.md/.png and the resumable rows")
     demo.add_argument("--namm-checkpoint", default=None,
                       help="NAMM applied zero-shot to every modality (default: the shipped one)")
+    demo.add_argument("--model", action="append", metavar="MODALITY=MODEL",
+                      help="replace a modality's model, e.g. language=path/to/hf-model (repeatable)")
     demo.set_defaults(func=cmd_demo)
 
     tasks = sub.add_parser("tasks", help="list the tasks (name, modality, metric, data source)")

@@ -110,16 +110,24 @@ def label_for(modality: Modality):
 
 
 def run_demo(profile: str = "default", out: Path = Path("results"), namm_checkpoint: str | None = None,
-             console: Console | None = None) -> list[ModalityResult]:
+             models: dict[str, str] | None = None, console: Console | None = None) -> list[ModalityResult]:
     """Run every modality of ``profile``, write ``out/transfer.md`` and ``out/transfer.png`` and return
-    the per-modality summaries. Raw rows go to ``out/transfer_runs/<modality>.jsonl`` (resumable)."""
+    the per-modality summaries. Raw rows go to ``out/transfer_runs/<modality>.jsonl`` (resumable).
+
+    ``models`` replaces a modality's model (``{"language": "path/to/hf-causal-lm"}``); the rows are keyed
+    by model, so results of different models never mix."""
     if profile not in PROFILES:
         raise ValueError(f"unknown demo profile {profile!r}; valid: {', '.join(PROFILES)}")
+    modalities = {m.name: m for m in PROFILES[profile]}
+    for name, model in (models or {}).items():
+        if name not in modalities:
+            raise ValueError(f"--model {name}=...: unknown modality {name!r}; valid: {', '.join(modalities)}")
+        modalities[name] = replace(modalities[name], model=model)
     console = console or Console(stderr=True)
     checkpoint = namm_checkpoint or str(SHIPPED_NAMM)
     runs_dir = out / "transfer_runs" if profile == "default" else out / f"transfer_runs_{profile}"
     results, walls = [], {}
-    for modality in PROFILES[profile]:
+    for modality in modalities.values():
         start = time.perf_counter()
         console.print(f"[bold]{modality.name}[/]: {modality.model}, tasks {', '.join(modality.tasks)}, "
                       f"budgets {', '.join(map(str, modality.budgets))} tokens/head")
