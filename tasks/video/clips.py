@@ -1,6 +1,6 @@
 """Synthetic video clips drawn from a random generator: needle frame, counting, temporal order.
 
-Every clip is a dark, slightly noisy grey background (random level) with a grey square drifting across it
+Every clip is a dark, slightly noisy grey background (random level) with a faint square drifting across it
 (so no two frames are equal); the events are drawn on top:
 
 - **needle**: one frame shows a coloured shape (red/green/blue/yellow × square/circle/triangle); the
@@ -59,23 +59,23 @@ class Clip:
 
 
 def background(rng: np.random.Generator, n_frames: int, size: int) -> np.ndarray:
-    """Float ``[N, S, S, 3]``: a dark random grey with a faint tint, pixel noise (σ = 5) and a drifting grey
-    square. (Strongly coloured backgrounds hide the events' colours from a model that is still averaging
-    over frames: the tiny video-LLM then never starts learning colours.)"""
+    """Float ``[N, S, S, 3]``: a dark random grey with a faint tint, pixel noise (σ = 3) and a faint grey
+    square drifting across. (Busy, coloured backgrounds hide the events from a model that still averages
+    over frames: the tiny video-LLM then never starts to learn colours and shapes.)"""
     base = rng.uniform(15, 60) + rng.uniform(-4, 4, size=3)
-    frames = base + rng.normal(0, 5, size=(n_frames, size, size, 3))
+    frames = base + rng.normal(0, 3, size=(n_frames, size, size, 3))
     side = max(size // 6, 2)
     start, end = rng.uniform(0, size - side, size=2), rng.uniform(0, size - side, size=2)
     for t in range(n_frames):
         y, x = (start + (end - start) * t / max(n_frames - 1, 1)).astype(int)
-        frames[t, y:y + side, x:x + side] = 128
+        frames[t, y:y + side, x:x + side] += 25
     return frames
 
 
 def draw_shape(frame: np.ndarray, rng: np.random.Generator, color: str, shape: str) -> None:
-    """Draw a filled ``shape`` of ``color`` (side 40–55% of the frame) at a random place, in place."""
+    """Draw a filled ``shape`` of ``color`` (side 55–80% of the frame) at a random place, in place."""
     size = frame.shape[0]
-    side = int(rng.integers(int(size * 0.4), int(size * 0.55) + 1))
+    side = int(rng.integers(int(size * 0.55), int(size * 0.8) + 1))
     y0, x0 = rng.integers(0, size - side + 1, size=2)
     yy, xx = np.mgrid[0:side, 0:side] + 0.5
     if shape == "square":

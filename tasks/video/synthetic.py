@@ -20,7 +20,7 @@ from ..base import Episode, Task, TaskContext, TaskDataError, register_task, wit
 from .clips import CHANCE, EVAL_STREAM, clip_rng, make_clip
 from .frames import write_video
 
-CLIP_VERSION = 2  # bump when the clip generator changes, so cached files are not reused
+CLIP_VERSION = 3  # bump when the clip generator changes, so cached files are not reused
 
 
 def clip_folder(context: TaskContext) -> Path:
