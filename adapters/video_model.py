@@ -2,7 +2,8 @@
 
 Each frame (uint8 RGB, resized to ``frame_size``) goes through a timm backbone created with
 ``pretrained=False`` (``features_only``), its feature map is average-pooled to a ``grid × grid`` map, and
-every cell becomes one visual token through a two-layer MLP projector into the LM's embedding space. A clip
+every cell becomes one visual token through a projector (LayerNorm, then a two-layer MLP) into the LM's
+embedding space. A clip
 of N frames is ``N · grid²`` visual tokens, fed to the LM as ``inputs_embeds`` after a BOS token and
 before the question's word tokens; the LM answers with one word and EOS.
 
@@ -84,7 +85,9 @@ class TinyVideoLLM(nn.Module):
         self.backbone = timm.create_model(config.backbone, pretrained=False, features_only=True,
                                           out_indices=(config.feature_index,))
         channels = self.backbone.feature_info.channels()[0]
-        self.projector = nn.Sequential(nn.Linear(channels, config.hidden_size), nn.GELU(),
+        # LayerNorm first: raw backbone features are large and nearly equal for every frame (norms ~100 after
+        # a few hundred steps without it), which left the visual tokens indistinguishable to the LM
+        self.projector = nn.Sequential(nn.LayerNorm(channels), nn.Linear(channels, config.hidden_size), nn.GELU(),
                                        nn.Linear(config.hidden_size, config.hidden_size))
         lm_config = LlamaConfig(
             vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
@@ -108,7 +111,7 @@ class TinyVideoLLM(nn.Module):
         if frames.dim() != 5 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be [B, N, H, W, 3] uint8 RGB, got {tuple(frames.shape)}")
         batch, n = frames.shape[:2]
-        device = self.projector[0].weight.device
+        device = self.projector[1].weight.device
         pixels = frames.flatten(0, 1).permute(0, 3, 1, 2).to(device, torch.float32) / 255.0 - 0.5
         size = self.config.frame_size
         if pixels.shape[-2:] != (size, size):
