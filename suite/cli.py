@@ -189,6 +189,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor
+
+    return doctor(skip=tuple(args.skip or ()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="namm", description="Benchmark suite for learned KV-cache memory.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -264,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     lm_eval.add_argument("--include-path", default=None)
     lm_eval.add_argument("--limit", type=_positive, default=None)
     lm_eval.set_defaults(func=cmd_lm_eval)
+
+    doctor = sub.add_parser("doctor", help="check the installation (torch, transformers, model, MuJoCo, video)")
+    doctor.add_argument("--skip", action="append", metavar="CHECK",
+                        help="skip a check by name, e.g. --skip 'embedded model' (repeatable)")
+    doctor.set_defaults(func=cmd_doctor)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
