@@ -93,6 +93,9 @@ class TinyVideoLLM(nn.Module):
             vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
             num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.kv_heads,
             max_position_embeddings=config.max_positions, tie_word_embeddings=True,
+            # 1/sqrt(hidden) instead of Llama's 0.02: word embeddings then start as large as the visual tokens,
+            # and the answer can use the question's words instead of drowning in visual tokens
+            initializer_range=config.hidden_size**-0.5,
             pad_token_id=0, bos_token_id=2, eos_token_id=3,
         )
         self.lm = AutoModelForCausalLM.from_config(lm_config, attn_implementation=attn_implementation)

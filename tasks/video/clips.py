@@ -112,9 +112,10 @@ def needle_clip(rng: np.random.Generator, n_frames: int, size: int, ask: str | N
 
 
 def count_clip(rng: np.random.Generator, n_frames: int, size: int) -> Clip:
-    """1–4 frames flash white (never two in a row)."""
+    """1–4 frames flash white, two other frames at least between flashes (fewer flashes in clips under 10
+    frames, which only the training curriculum uses)."""
     frames = background(rng, n_frames, size)
-    k = int(rng.integers(1, len(NUMBERS) + 1))
+    k = int(rng.integers(1, min(len(NUMBERS), (n_frames + 2) // 3) + 1))
     indices = spaced_indices(rng, n_frames, k)
     frames[indices] = FLASH + rng.normal(0, 4, size=(k, size, size, 3))
     return Clip(_to_uint8(frames), QUESTIONS["count"], NUMBERS[k - 1], {"flash_frames": indices})
