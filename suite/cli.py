@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except (KeyError, ValueError, OSError, RuntimeError) as err:  # bad input or environment: one line, no traceback
         print(f"namm {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .results import read_rows, write_text_atomic
+from .results import ResultsError, read_rows, write_text_atomic
 
 OWN = "own"  # column of policies that choose their own cache size (full, threshold NAMM)
 
@@ -122,10 +122,21 @@ def plot(task: str, cells: dict[tuple[str, int | None], Cell], path: Path) -> No
     tmp.replace(path)
 
 
+def _sweep_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a sweep results file; a row that is not a sweep result raises :class:`ResultsError`."""
+    rows = read_rows(path)
+    for number, row in enumerate(rows, start=1):
+        need = ["task", "model", "policy"] + (["score", "mean_kept"] if row.get("status", "ok") == "ok" else [])
+        missing = [key for key in need if key not in row]
+        if missing:
+            raise ResultsError(f"{path}: row {number} is not a sweep result row (missing {', '.join(missing)})")
+    return rows
+
+
 def write_report(results: list[Path], out: Path, title: str | None = None) -> list[Path]:
     """Write ``out`` (.md) with one table per task and ``out`` stem + ``_<task>.png`` figures (one figure
     named ``out.png`` when there is a single task). Returns the written paths."""
-    rows = [row for path in results for row in read_rows(path)]
+    rows = [row for path in results for row in _sweep_rows(path)]
     if not rows:
         raise ValueError(f"no result rows in {', '.join(map(str, results))}")
     cells = aggregate(rows)

@@ -283,7 +283,7 @@ CLI_VALUES = {"--task": st.sampled_from(["toy_echo", "toy_ech", "toy_echo,passke
 
 @FUZZ
 @given(args=st.fixed_dictionaries({}, optional=CLI_VALUES))
-def test_fuzzed_namm_run_exits_cleanly(args, monkeypatch_module, capsys):
+def test_fuzzed_namm_run_exits_cleanly(args, fake_adapter, capsys):
     assert fake_sweep.FakeAdapter  # registers toy_echo
     with scratch() as folder:
         out = folder / "r.jsonl"
@@ -307,9 +307,44 @@ def test_fuzzed_namm_run_exits_cleanly(args, monkeypatch_module, capsys):
         assert not out.exists() or out.stat().st_size == 0  # no result before the error
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module():
+@pytest.fixture
+def fake_adapter(monkeypatch):
     """`namm run` sweeps toy_echo with the fake adapter (no model is loaded)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("namm_suite.adapters.base.create_adapter", lambda name, model: fake_sweep.FakeAdapter())
-        yield patch
+    monkeypatch.setattr("namm_suite.adapters.base.create_adapter", lambda name, model: fake_sweep.FakeAdapter())
+
+
+def _good_results(folder: Path) -> Path:
+    path = folder / "good.jsonl"
+    row = {"task": "toy_echo", "model": "m", "policy": "full", "status": "ok", "score": 1.0, "mean_kept": 4.0}
+    path.write_text(json.dumps(row) + "\n")
+    return path
+
+
+BAD_COMMANDS = {
+    "report on an evolution log": (["report", "{folder}/log.jsonl", "--out", "{folder}/r.md"], "row 1 is not a sweep"),
+    "report to an unwritable place": (["report", "{good}", "--out", "/proc/namm/r.md"], "/proc/namm"),
+    "report on a corrupt file": (["report", "{folder}/corrupt.jsonl", "--out", "{folder}/r.md"], "corrupt.jsonl:1"),
+    "evolve a missing config": (["evolve", "{folder}/nope.yaml", "--out", "{folder}/evo"], "nope.yaml"),
+    "evolve a config with a typo": (["evolve", "{folder}/typo.yaml", "--out", "{folder}/evo"], "populaton"),
+    "tasks from a non-task file": (["tasks", "--include-path", "{good}"], "good.jsonl:1: field 'name'"),
+    "run into a file posing as a folder": (["run", "--task", "toy_echo", "--policy", "full", "--out",
+                                            "{good}/r.jsonl"], "good.jsonl/r.jsonl cannot be written"),
+    "run with an unknown adapter": (["run", "--task", "toy_echo", "--policy", "full", "--adapter", "audio",
+                                     "--out", "{folder}/r.jsonl"], "audio"),
+    "evolution report of nothing": (["evolution-report", "{folder}", "--out", "{folder}/e.md"], "log.jsonl"),
+    "doctor skipping an unknown check": (["doctor", "--skip", "gpu"], "'gpu'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COMMANDS))
+def test_bad_commands_exit_2_with_one_named_error_line(case, tmp_path, capsys):
+    argv, named = BAD_COMMANDS[case]
+    (tmp_path / "log.jsonl").write_text('{"generation": 1, "fitness_best": 0.5}\n')
+    (tmp_path / "corrupt.jsonl").write_text('{"task": \n{"task": "x"}\n')
+    (tmp_path / "typo.yaml").write_text("stages: [{name: s, tasks: [passkey], generations: 2}]\npopulaton: 4\n")
+    good = _good_results(tmp_path)
+    argv = [a.format(folder=tmp_path, good=good) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"namm {argv[0]}: error: ") and named in err, err

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..results import read_rows, write_text_atomic
 
+LOG_FIELDS = ("generation", "stage", "fitness_best", "fitness_mean", "fitness_std", "kept_fraction")
+
 
 def plot_fitness(rows: list[dict], path: Path) -> None:
     """Best / mean ± std of the population's fitness per generation, the evaluated mean m as points, and
@@ -57,9 +59,14 @@ def summary_table(rows: list[dict]) -> str:
 
 def write_evolution_figure(run_dir: Path, figure: Path) -> str:
     """Plot ``run_dir/log.jsonl`` to ``figure``; return the markdown summary table."""
-    rows = read_rows(run_dir / "log.jsonl")
+    log = run_dir / "log.jsonl"
+    rows = read_rows(log)
     if not rows:
-        raise ValueError(f"{run_dir / 'log.jsonl'}: no generations logged yet")
+        raise ValueError(f"{log}: no generations logged yet")
+    for number, row in enumerate(rows, start=1):
+        missing = [key for key in LOG_FIELDS if key not in row]
+        if missing:
+            raise ValueError(f"{log}: row {number} is not an evolution log row (missing {', '.join(missing)})")
     plot_fitness(rows, figure)
     return summary_table(rows)
 
