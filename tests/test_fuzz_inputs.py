@@ -348,3 +348,32 @@ def test_bad_commands_exit_2_with_one_named_error_line(case, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"namm {argv[0]}: error: ") and named in err, err
+
+
+EVOLUTION_YAML = {"stages": [{"name": "s", "tasks": ["passkey"], "generations": 2}], "population": 4,
+                  "episodes_per_task": 2, "pool_size": 4, "update_every": 32, "length": 256, "seed": 1}
+EVOLUTION_FIELDS = [*EVOLUTION_YAML, "sigma0", "eval_every", "workers", "backend", "selection", "cache_penalty",
+                    "parents", "separable", "task_options", "populaton"]
+
+
+@FUZZ
+@given(changes=st.dictionaries(st.sampled_from(EVOLUTION_FIELDS), JSON_VALUES | st.integers(-40, 80), min_size=1,
+                               max_size=2), raw=st.none() | st.text(max_size=30))
+def test_fuzzed_evolution_config_is_valid_or_names_file_and_field(changes, raw):
+    from namm_suite.evolution import EvolutionConfig
+
+    with scratch() as folder:
+        path = folder / "evo.yaml"
+        path.write_text(raw if raw is not None else yaml.safe_dump({**EVOLUTION_YAML, **changes}))
+        try:
+            config = EvolutionConfig.from_yaml(path)
+        except ValueError as err:
+            assert str(path) in str(err), err
+            if raw is None:
+                assert any(key in str(err) for key in changes) or "stage" in str(err), err
+            return
+        except Exception as err:  # noqa: BLE001
+            pytest.fail(f"{type(err).__name__} escaped for {path.read_text()!r}: {err}")
+    assert config.population >= 2 and config.update_every > 0 and config.update_every % 16 == 0
+    assert all(isinstance(t, str) for s in config.stages for t in s.tasks) and config.length > 0
+    assert isinstance(config.seed, int) and isinstance(config.sigma0, (int, float)) and config.sigma0 > 0

@@ -59,17 +59,25 @@ class EvolutionConfig:
     cache_penalty: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.stages, list) or not all(isinstance(s, (Stage, dict)) for s in self.stages):
+            raise ValueError(f"evolution config: stages must be a list of mappings, got {self.stages!r}")
         self.stages = [s if isinstance(s, Stage) else Stage(**s) for s in self.stages]
         if not self.stages:
             raise ValueError("evolution config: 'stages' must list at least one stage")
         for stage in self.stages:
+            _check_types(stage, f"stage {stage.name!r}")
+            if not all(isinstance(t, str) for t in stage.tasks):
+                raise ValueError(f"evolution config: stage {stage.name!r}: tasks must be names, got {stage.tasks!r}")
             if stage.generations <= 0 or not stage.tasks:
                 raise ValueError(f"evolution config: stage {stage.name!r} needs tasks and generations > 0")
+        _check_types(self, "evolution config")
         checks = {
             "population": self.population >= 2, "sigma0": self.sigma0 > 0,
             "episodes_per_task": 0 < self.episodes_per_task <= self.pool_size,
             "eval_every": self.eval_every > 0, "workers": self.workers >= 1,
-            "backend": self.backend in ("local", "ray"), "update_every": self.update_every % 16 == 0,
+            "backend": self.backend in ("local", "ray"),
+            "update_every": self.update_every > 0 and self.update_every % 16 == 0, "length": self.length > 0,
+            "pool_size": self.pool_size > 0, "selection": self.selection in ("kappa", "threshold"),
             "cache_penalty": 0 <= self.cache_penalty < 1,
             "parents": self.parents is None or 0 < self.parents <= self.population,
         }
@@ -84,13 +92,15 @@ class EvolutionConfig:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as err:
             raise ValueError(f"{path}: cannot read evolution config: {err}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")  # noqa: TRY004
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{path}: unknown field(s) {unknown}; valid: {sorted(known)}")
         try:
             return cls(**data)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: {err}") from None
 
     def tasks_of(self, stage_index: int) -> list[str]:
@@ -102,3 +112,20 @@ class EvolutionConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_SCALARS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+def _check_types(obj: Any, where: str) -> None:
+    """Raise ValueError naming the field whose value does not have its annotated scalar type (YAML gives
+    strings, lists and mappings where numbers are expected; ``bool`` is not accepted as a number)."""
+    for f in fields(obj):
+        value, kind = getattr(obj, f.name), str(f.type).replace(" | None", "")
+        if value is None and "None" in str(f.type):
+            continue
+        expected = _SCALARS.get(kind) or {"list[str]": list, "list[Stage]": list, "dict[str, Any]": dict}.get(kind)
+        if expected is None:
+            continue
+        if not isinstance(value, expected) or (kind != "bool" and isinstance(value, bool)):
+            raise ValueError(f"{where}: {f.name} must be {kind}, got {value!r}")
