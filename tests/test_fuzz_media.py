@@ -158,3 +158,17 @@ def check_d4rl(n: int, seed: int, damage: list[tuple[str, str]], cut: float | No
     for t in trajectories:
         assert t.observations.shape == (len(t), 3) and t.actions.shape == (len(t), 2)
         assert np.isfinite(t.observations).all() and np.isfinite(t.rewards).all()
+
+
+@pytest.mark.xfail(strict=True, raises=OSError,
+                   reason="tasks/decision/minari_data.py lets h5py's OSError escape for a file that is not HDF5")
+@pytest.mark.parametrize("content", [b"", b"not an hdf5 file"])
+def test_minari_known_gap_non_hdf5_file(tmp_path, content):
+    from namm_suite.tasks.decision.minari_data import load_minari
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "main_data.hdf5").write_bytes(content)
+    try:
+        load_minari(tmp_path)
+    except TaskDataError as err:
+        assert "main_data.hdf5" in str(err)
