@@ -33,38 +33,46 @@ def spectrogram(signal: torch.Tensor) -> torch.Tensor:
     ``torch.stft(x, 32, 16, window=hann_window(), center=False, onesided=True, return_complex=True).abs()``
     transposed to frames-first, but keeps the leading dims instead of flattening them.
     """
-    return _bin_magnitudes(signal).transpose(-1, -2)
+    return _column_magnitudes(signal[..., None]).squeeze(-1)
 
 
-def _bin_magnitudes(signal: torch.Tensor) -> torch.Tensor:
-    """``spectrogram`` laid out bins-first, float32 ``[..., 17, F]``.
+def _column_magnitudes(columns: torch.Tensor) -> torch.Tensor:
+    """Magnitude STFT of every column of ``columns`` float ``[..., L, M]`` (time down the rows, L a
+    multiple of 16) -> float32 ``[..., F, 17, M]``.
 
-    The windowed DFT of every frame is one strided convolution with 34 fixed filters (the Hann-windowed
-    cosines and negated sines of the 17 bins), which reads the signal once and needs no frame copies;
-    the magnitude is ``sqrt(re² + im²)`` (``torch.hypot`` is several times slower on CPU).
+    The overlapping 32-sample frames are a strided view of the rows (no copy), so the windowed DFT of all
+    frames is one batched matmul with the fixed ``[34, 32]`` matrix of Hann-windowed cosines and negated
+    sines; the magnitude is ``sqrt(re² + im²)`` (``torch.hypot`` is several times slower on CPU).
     """
-    if signal.shape[-1] < N_FFT:
-        raise ValueError(f"a spectrogram needs at least {N_FFT} samples, got {signal.shape[-1]}")
-    lead = signal.shape[:-1]
-    flat = signal.float().reshape(-1, 1, signal.shape[-1])
-    spec = torch.nn.functional.conv1d(flat, _dft_filters(signal.device), stride=HOP)  # [M, 34, F]
-    magnitude = (spec[:, :N_BINS].square() + spec[:, N_BINS:].square()).sqrt_()
-    return magnitude.reshape(*lead, N_BINS, -1)
+    length, width = columns.shape[-2:]
+    if length < N_FFT:
+        raise ValueError(f"a spectrogram needs at least {N_FFT} samples, got {length}")
+    columns = columns.float()
+    if length % HOP:
+        columns = columns[..., : length - length % HOP, :]
+    columns = columns.contiguous()
+    frames = (length - N_FFT) // HOP + 1
+    lead = columns.shape[:-2]
+    flat = columns.reshape(-1, columns.shape[-2], width)
+    batch_stride = flat.stride(0)
+    views = flat.as_strided((flat.shape[0], frames, N_FFT, width), (batch_stride, HOP * width, width, 1))
+    spec = torch.matmul(_dft_matrix(columns.device), views)  # [B, F, 34, M]
+    magnitude = (spec[..., :N_BINS, :].square() + spec[..., N_BINS:, :].square()).sqrt_()
+    return magnitude.reshape(*lead, frames, N_BINS, width)
 
 
-_FILTERS: dict[torch.device, torch.Tensor] = {}
+_DFT: dict[torch.device, torch.Tensor] = {}
 
 
-def _dft_filters(device: torch.device) -> torch.Tensor:
-    """Float32 ``[34, 1, 32]``: w[m]·cos(2πkm/32) for k = 0..16, then −w[m]·sin(2πkm/32) (computed in
+def _dft_matrix(device: torch.device) -> torch.Tensor:
+    """Float32 ``[34, 32]``: rows w[m]·cos(2πkm/32) for k = 0..16, then −w[m]·sin(2πkm/32) (computed in
     float64, rounded once)."""
-    if device not in _FILTERS:
+    if device not in _DFT:
         m = torch.arange(N_FFT, dtype=torch.float64)
         angle = 2 * math.pi * torch.arange(N_BINS, dtype=torch.float64)[:, None] * m / N_FFT  # [17, 32]
         window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
-        filters = torch.cat([window * torch.cos(angle), -window * torch.sin(angle)])  # [34, 32]
-        _FILTERS[device] = filters[:, None, :].to(device=device, dtype=torch.float32)
-    return _FILTERS[device]
+        _DFT[device] = torch.cat([window * torch.cos(angle), -window * torch.sin(angle)]).to(device, torch.float32)
+    return _DFT[device]
 
 
 def frame_weights(num_slots: int, num_new: int, num_frames: int, gamma: float = GAMMA) -> torch.Tensor:
@@ -124,12 +132,20 @@ def update_ema(
     is_old = torch.arange(num_slots, device=attn.device) < num_slots - num_new  # [N]
     # new tokens start from zero context and zero EMA whatever the caller passed
     prev_context = torch.where(is_old[:, None], context.float(), 0.0)
-    padded = torch.cat([prev_context, attn.float().transpose(-1, -2)], dim=-1)  # [..., N, 16 + n]
-    magnitudes = _bin_magnitudes(padded)  # [..., N, 17, F]
-    weights = frame_weights(num_slots, num_new, n // HOP, gamma).to(attn.device)  # [N, F]
-    fresh = torch.matmul(magnitudes, weights[:, :, None]).squeeze(-1)  # [..., N, 17]
+    signal = torch.cat([prev_context.transpose(-1, -2), attn.float()], dim=-2)  # [..., 16 + n, N], time down
+    magnitudes = _column_magnitudes(signal)  # [..., F, 17, N]
+    frames = n // HOP
+    weights = frame_weights(num_slots, num_new, frames, gamma).to(attn.device)  # [N, F]
+    # every token weighs frame f by (1 − a)·a^(F−1−f), except that a new token (one of the last num_new
+    # slots) skips the frames before its own block: zero those, then one [F] × [F, 17·N] product
+    if num_new:
+        new = slice(num_slots - num_new, num_slots)
+        magnitudes[..., new] *= (weights[new] != 0).T[:, None, :]
+    base = weights[0] if num_new < num_slots else frame_weights(1, 0, frames, gamma).to(attn.device)[0]
+    fresh = torch.matmul(base, magnitudes.reshape(*lead, frames, N_BINS * num_slots))
+    fresh = fresh.reshape(*lead, N_BINS, num_slots)
     decayed = torch.where(is_old[:, None], ema.float() * (gamma**n), 0.0)
-    return decayed + fresh, padded[..., -CONTEXT:].contiguous()
+    return decayed + fresh.transpose(-1, -2), signal[..., -CONTEXT:, :].transpose(-1, -2).contiguous()
 
 
 def recency_encoding(age: torch.Tensor) -> torch.Tensor:
