@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     lengths = [1024] if args.quick else [4096, 8192]
     scale_lengths = [512, 1024] if args.quick else [1024, 2048, 4096, 8192, 16384]
     out = args.out or (None if args.quick else Path("results/benchmarks.md"))
+    meta = {"argv": " ".join(argv or []) or "(defaults)", "provenance": provenance(),  # the code measured
+            "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads"}
 
     throughput = namm_throughput.markdown(
         [namm_throughput.measure(t, 3, 512) for t in ([1024] if args.quick else [2048, 4096, 8192])], 3, 512)
@@ -103,8 +105,6 @@ def main(argv: list[str] | None = None) -> None:
     scale_rows = scaling.run(args.model, scale_lengths, costs)
     scale = scaling.markdown(scale_rows)
     print(scale, flush=True)
-    meta = {"argv": " ".join(argv or []) or "(defaults)", "provenance": provenance(),
-            "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads"}
     if out:
         text = report(throughput, costs, prefill, scale, meta)
         write_bytes_atomic(out, text.encode())
