@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+import namm_suite.attention  # noqa: F401  (registers attn_implementation="namm")
 from namm_suite.registry import Registry
 
 if TYPE_CHECKING:

@@ -39,6 +39,11 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` (e.g. a plugin or a test's toy entry) and return what it held."""
+        self.get(name)  # a clear error for unknown names
+        return self._entries.pop(name)
+
     def get(self, name: str) -> T:
         """Return the object registered as ``name`` or raise :class:`UnknownNameError`."""
         try:
