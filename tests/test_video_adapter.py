@@ -26,6 +26,7 @@ from namm_suite.tasks import Episode
 from namm_suite.tasks.video.clips import VOCABULARY, clip_rng, make_clip
 from namm_suite.tasks.video.frames import write_video
 
+MARGIN = {"video_needle": 0.3, "video_count": 0.3, "video_order": 0.3}  # set from the measured accuracy
 BUDGETED = [name for name in POLICIES.names() if POLICIES.get(name).uses_budget]
 QUESTION = "what color was the shape ?"
 
@@ -72,6 +73,16 @@ def tiny_llava(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def composite_lm(tiny_composite):
+    return load_video_lm(str(tiny_composite))
+
+
+@pytest.fixture(scope="module")
+def llava_lm(tiny_llava):
+    return load_video_lm(str(tiny_llava))
+
+
+@pytest.fixture(scope="module")
 def clip_file(tmp_path_factory):
     clip = make_clip("needle", clip_rng(9, 0), 24, 32)
     return write_video(tmp_path_factory.mktemp("clips") / "needle.mp4", clip.frames), clip
@@ -90,9 +101,9 @@ def held_visual(manager, first: int, last: int) -> float:
 
 
 # ---- tiny composite --------------------------------------------------------------------------------------
-def test_composite_full_cache_reproduces_the_plain_model(tiny_composite, clip_file):
+def test_composite_full_cache_reproduces_the_plain_model(tiny_composite, composite_lm, clip_file):
     _, clip = clip_file
-    video_lm = load_video_lm(str(tiny_composite))
+    video_lm = composite_lm
     reference = TinyVideoLLM.load(tiny_composite, attn_implementation="eager")
     embeds = video_lm.prompt_embeds(clip.frames, QUESTION)
     assert embeds.shape[1] == 1 + 24 * 4 + len(QUESTION.split())
@@ -105,9 +116,9 @@ def test_composite_full_cache_reproduces_the_plain_model(tiny_composite, clip_fi
 
 
 @pytest.mark.parametrize("policy", BUDGETED)
-def test_composite_visual_tokens_are_evicted_to_the_budget(tiny_composite, clip_file, policy):
+def test_composite_visual_tokens_are_evicted_to_the_budget(composite_lm, clip_file, policy):
     _, clip = clip_file
-    video_lm = load_video_lm(str(tiny_composite))
+    video_lm = composite_lm
     options = {"seed": 0} if policy == "random" else {}
     manager = MemoryManager(create_policy(policy, **options), MemoryConfig(update_every=16, budget=12))
     prefill(video_lm, clip.frames, manager)
@@ -118,9 +129,9 @@ def test_composite_visual_tokens_are_evicted_to_the_budget(tiny_composite, clip_
     assert held_visual(manager, 1, 96) <= 12  # visual tokens at positions 1-96; 96 came after the last update
 
 
-def test_composite_with_the_shipped_namm_zero_shot(tiny_composite, clip_file):
+def test_composite_with_the_shipped_namm_zero_shot(composite_lm, clip_file):
     _, clip = clip_file
-    video_lm = load_video_lm(str(tiny_composite))
+    video_lm = composite_lm
     manager = MemoryManager(create_policy("namm", checkpoint=str(SHIPPED_NAMM)), MemoryConfig(update_every=16))
     prefill(video_lm, clip.frames, manager)
     assert manager.stats().n_updates == 6 and manager.stats().final_kept < 103
@@ -147,11 +158,11 @@ def test_video_model_names_resolve(tiny_composite):
 
 
 # ---- Hugging Face LlavaNextVideo -------------------------------------------------------------------------
-def test_llava_next_video_full_cache_matches_the_models_own_merge(tiny_llava, clip_file):
+def test_llava_next_video_full_cache_matches_the_models_own_merge(tiny_llava, llava_lm, clip_file):
     from transformers import LlavaNextVideoForConditionalGeneration
 
     _, clip = clip_file
-    video_lm = load_video_lm(str(tiny_llava))
+    video_lm = llava_lm
     assert isinstance(video_lm, LlavaNextVideoLM)
     assert video_lm.lm.config.text_config._attn_implementation == "namm"
     assert video_lm.lm.config.vision_config._attn_implementation != "namm"  # the vision tower is not causal
@@ -167,9 +178,9 @@ def test_llava_next_video_full_cache_matches_the_models_own_merge(tiny_llava, cl
 
 
 @pytest.mark.parametrize("policy", ["h2o", "snapkv", "streaming"])
-def test_llava_next_video_visual_tokens_are_evicted(tiny_llava, clip_file, policy):
+def test_llava_next_video_visual_tokens_are_evicted(llava_lm, clip_file, policy):
     _, clip = clip_file
-    video_lm = load_video_lm(str(tiny_llava))
+    video_lm = llava_lm
     ids = video_lm.prompt_ids(24 * 4, QUESTION)
     first = int((ids[0] == video_lm.lm.config.video_token_id).nonzero()[0])
     manager = MemoryManager(create_policy(policy), MemoryConfig(update_every=16, budget=8))
@@ -211,3 +222,18 @@ def test_sweep_records_bad_videos_and_records_and_goes_on(tiny_composite, clip_f
     assert "short.mp4: field 'frames': asked for 12 frames but the clip has only 6" in errors["too_long"]
     assert "lvb_val.json: field 'candidates'" in errors["record4"] and "record 4" in errors["record4"]
     assert all(rows[key]["status"] == "error" for key in rows if key[0] != "good")
+
+
+# ---- the shipped tiny video-LLM ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_shipped_tiny_video_llm_is_far_above_chance_with_the_full_cache(tmp_path):
+    """Held-out clips (seed 1, never trained on) through the real mp4 -> decord path, full cache."""
+    from namm_suite.tasks import TASKS, TaskContext
+
+    adapter = create_adapter("video", "tiny-video-llm")
+    for name in ("video_needle", "video_count", "video_order"):
+        task = TASKS.get(name)()
+        episodes = task.episodes(TaskContext(seed=1, limit=20, data_path=tmp_path))
+        scores = [task.score(adapter.run(e, MemoryManager(create_policy("full"), MemoryConfig(update_every=32))).output, e)
+                  for e in episodes]
+        assert np.mean(scores) >= task.chance + MARGIN[name], (name, np.mean(scores))
