@@ -90,7 +90,11 @@ class DecisionAdapter:
 
     modality = "decision"
 
-    def __init__(self, model: DecisionTransformerModel, meta: DTMeta, protocol: str = "cache") -> None:
+    def __init__(self, model: DecisionTransformerModel, meta: DTMeta, protocol: str = "cache",
+                 threads: int = 1) -> None:
+        """``threads``: torch intra-op threads during a rollout (restored afterwards). A DT step is a few
+        tiny matmuls, so one thread is fastest; on this project's loaded 2-core machine two threads made a
+        step ~100× slower (350 ms instead of 2–3 ms)."""
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
         if protocol == "cache" and model.config._attn_implementation != ATTN_IMPLEMENTATION:
@@ -99,6 +103,7 @@ class DecisionAdapter:
         self.model = model.eval()
         self.meta = meta
         self.protocol = protocol
+        self.threads = threads
         self.mean = torch.tensor(meta.state_mean, dtype=torch.float32)
         self.std = torch.tensor(meta.state_std, dtype=torch.float32)
 
@@ -169,6 +174,15 @@ class DecisionAdapter:
     def rollout(self, env_id: str, seed: int, max_steps: int, target_return: float,
                 manager: MemoryManager) -> Prediction:
         """Act for up to ``max_steps`` steps from ``env.reset(seed=seed)``; see :meth:`run`."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._rollout(env_id, seed, max_steps, target_return, manager)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _rollout(self, env_id: str, seed: int, max_steps: int, target_return: float,
+                 manager: MemoryManager) -> Prediction:
         env = gym.make(env_id)
         state, _ = env.reset(seed=seed)
         manager.new_cache()

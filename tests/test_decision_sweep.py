@@ -12,7 +12,7 @@ from namm_suite.results import read_rows
 from namm_suite.runner import SweepConfig, run_sweep
 from namm_suite.tasks.decision import normalised_score
 
-from .test_decision_adapter import meta, tiny_dt
+from .test_decision_adapter import meta, one_thread, tiny_dt  # noqa: F401  (one_thread: autouse fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
