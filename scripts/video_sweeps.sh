@@ -5,7 +5,9 @@
 # only the report's label here: a prompt is BOS + 64 frames x 4 visual tokens + 4-8 question words (261-265).
 set -eu
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-LIMIT=${LIMIT:-20}
+# one thread: on a loaded 2-core machine two OpenMP threads made each episode ~100x slower (12 s instead of 0.1 s)
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+LIMIT=${LIMIT:-30}
 OUT=${OUT:-results/video_synthetic}
 N=".venv/bin/namm run --adapter video --model tiny-video-llm --task video_needle,video_count,video_order --update-every 32 --seed 0 --limit $LIMIT --length 263"
 $N --policy full,namm --namm-checkpoint checkpoints/namm_smollm2 --out $OUT.jsonl
