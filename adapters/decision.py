@@ -115,6 +115,7 @@ class DecisionAdapter:
         return cls(model, DTMeta.load(path), protocol)
 
     # ---- token embeddings (DecisionTransformerModel.forward, one step at a time) ---------------------
+    @torch.no_grad()
     def embed_step(self, rtg: float, state: np.ndarray, step: int, prev_action: np.ndarray | None
                    ) -> torch.Tensor:
         """Embeddings ``[1, n, E]`` of ``a_{t-1}`` (when given), ``R_t``, ``s_t`` after ``embed_ln``;
