@@ -147,3 +147,14 @@ def test_shipped_dt_hopper_loads_and_acts():
     prediction = adapter.rollout("Hopper-v5", 0, 30, adapter.meta.target_return,
                                  MemoryManager(create_policy("streaming"), MemoryConfig(48, budget=60)))
     assert np.isfinite(prediction.output) and prediction.output > 0
+
+
+def test_task_target_return_option_reaches_the_model(models):
+    """``--task-options target_return`` (a GymTask field) overrides the checkpoint's default return-to-go."""
+    from namm_suite.tasks import TASKS, TaskContext, with_options
+
+    _, hooked = models
+    task = with_options(TASKS.get("hopper")(), {"target_return": 1200.0})
+    episode = task.episodes(TaskContext(length=15, seed=0))[0]
+    prediction = DecisionAdapter(hooked, meta()).run(episode, MemoryManager(create_policy("full")))
+    assert prediction.extra["target_return"] == 1200.0 and prediction.extra["steps"] <= 5

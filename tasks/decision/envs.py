@@ -23,8 +23,6 @@ class EnvSpec:
         env_id: Gymnasium id (``"Hopper-v5"``).
         random_return / expert_return: D4RL's ``REF_MIN_SCORE`` / ``REF_MAX_SCORE`` (undiscounted return over
             up to 1000 steps).
-        target_return: the return-to-go a Decision Transformer is conditioned on by default (DT paper, Chen et
-            al. 2021: 3600 hopper, 6000 halfcheetah, 5000 walker2d).
         return_scale: divisor of returns-to-go fed to the model (DT paper: 1000).
     """
 
@@ -32,7 +30,6 @@ class EnvSpec:
     env_id: str
     random_return: float
     expert_return: float
-    target_return: float
     return_scale: float = 1000.0
 
     def normalised_score(self, episode_return: float) -> float:
@@ -47,9 +44,9 @@ def _register(spec: EnvSpec) -> EnvSpec:
     return ENVS.register(spec.name)(spec)
 
 
-HOPPER = _register(EnvSpec("hopper", "Hopper-v5", -20.272305, 3234.3, 3600.0))
-HALFCHEETAH = _register(EnvSpec("halfcheetah", "HalfCheetah-v5", -280.178953, 12135.0, 6000.0))
-WALKER2D = _register(EnvSpec("walker2d", "Walker2d-v5", 1.629008, 4592.3, 5000.0))
+HOPPER = _register(EnvSpec("hopper", "Hopper-v5", -20.272305, 3234.3))
+HALFCHEETAH = _register(EnvSpec("halfcheetah", "HalfCheetah-v5", -280.178953, 12135.0))
+WALKER2D = _register(EnvSpec("walker2d", "Walker2d-v5", 1.629008, 4592.3))
 
 
 def env_spec(name_or_id: str) -> EnvSpec:
