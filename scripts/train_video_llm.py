@@ -9,7 +9,10 @@ The loss is cross-entropy on the answer word and EOS only. Weights are written a
 ``--save-every`` steps and at the end; a JSON line per ``--log-every`` steps goes to ``--log``; the
 final validation accuracy (full cache, fresh clips from a third stream) is printed and logged.
 
-    .venv/bin/python scripts/train_video_llm.py --steps 3000 --out checkpoints/tiny_video_llm
+    .venv/bin/python scripts/train_video_llm.py --steps 2600 --pool 600 \\
+        --curriculum 4:400,12:400,24:400,40:300 --out checkpoints/tiny_video_llm
+
+(the shipped checkpoint's command; ~20 min on one CPU thread, see results/video_training.md).
 """
 
 from __future__ import annotations

@@ -199,6 +199,16 @@ def test_llava_next_video_visual_tokens_are_evicted(llava_lm, clip_file, policy)
     assert held_visual(manager, first, last_update) <= 8 < last_update - first  # seen before the last update
 
 
+def test_llava_next_video_adapter_answers_an_episode(llava_lm, clip_file):
+    path, clip = clip_file
+    episode = Episode("video_needle", "e0", {"video": str(path), "frames": 8, "question": QUESTION},
+                      (clip.answer,), max_new_tokens=4)
+    manager = MemoryManager(create_policy("tova"), MemoryConfig(update_every=16, budget=8))
+    prediction = VideoAdapter(llava_lm).run(episode, manager)
+    assert isinstance(prediction.output, str) and prediction.extra["prompt_tokens"] == 2 + 8 * 4 + 8
+    assert prediction.stats.tokens_seen == prediction.extra["prompt_tokens"] + prediction.extra["new_tokens"] - 1
+
+
 # ---- sweeps with bad input -------------------------------------------------------------------------------
 def test_sweep_records_bad_videos_and_records_and_goes_on(tiny_composite, clip_file, tmp_path):
     path, _ = clip_file
