@@ -38,7 +38,7 @@ from .base import ADAPTERS, Prediction
 
 META_FILE = "dt_meta.json"
 # embedded names of the project's own trained DTs (scripts/train_dt.py)
-SHIPPED_DTS = {"dt-hopper": CHECKPOINTS / "dt_hopper"}
+SHIPPED_DTS = {"dt-hopper": CHECKPOINTS / "dt_hopper", "dt-walker2d": CHECKPOINTS / "dt_walker2d"}
 PROTOCOLS = ("cache", "window")
 
 
