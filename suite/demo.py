@@ -74,8 +74,8 @@ LANGUAGE = Modality(
 VIDEO = Modality(  # 64 frames x 4 visual tokens + the question; the needle task does not separate policies
     name="video", adapter="video", model="tiny-video-llm", tasks=("video_count", "video_order"),
     length=263, budgets=(32, 64), seeds=(0,), limit=20, update_every=32)
-DECISION = Modality(  # up to 1000 environment steps of 3 tokens; the DT was trained on K = 20 steps
-    name="decision", adapter="decision", model="dt-hopper", tasks=("hopper",), length=3000, budgets=(60, 240),
+DECISION = Modality(  # up to 500 environment steps of 3 tokens; the DT was trained on K = 20 steps (60 tokens)
+    name="decision", adapter="decision", model="dt-hopper", tasks=("hopper",), length=1500, budgets=(24, 60),
     seeds=(0, 1, 2), limit=1, update_every=48, reference_adapter="decision-window",
     reference_label="dt window (K steps)")
 
@@ -86,7 +86,7 @@ PROFILES: dict[str, tuple[Modality, ...]] = {
               replace(DECISION, length=300, seeds=(0,), budgets=(60,))),
     "full": (replace(LANGUAGE, seeds=(0, 1), limit=5, budgets=(64, 128, 256)),
              replace(VIDEO, tasks=("video_needle", "video_count", "video_order"), limit=30, budgets=(32, 64, 128)),
-             replace(DECISION, seeds=(0, 1, 2, 3, 4), budgets=(24, 60, 240))),
+             replace(DECISION, length=3000, seeds=(0, 1, 2, 3, 4), budgets=(24, 60, 240))),
 }
 
 
