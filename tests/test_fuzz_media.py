@@ -112,7 +112,7 @@ def _broken(value: np.ndarray, how: str, n: int) -> np.ndarray | str | None:
 
 
 HOW = ["ragged", "short", "nan", "inf", "flat", "deep", "group", "drop"]
-# damage the loader does not yet turn into a TaskDataError (h5py's TypeError/OSError escape); see below
+# damage that h5py itself chokes on (scalar/string datasets, truncated or empty files): named errors too
 KNOWN_GAPS = [("rewards", "scalar", None), ("observations", "strings", None), (None, None, 0.5), (None, None, 0.0)]
 
 
@@ -123,11 +123,8 @@ def test_fuzzed_d4rl_files_load_or_name_file_and_key(n, seed, damage):
     check_d4rl(n, seed, damage, None)
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, OSError),
-                   reason="tasks/decision/d4rl.py lets h5py errors escape for scalar or string datasets and "
-                          "for files that are not HDF5 (truncated, empty); wrap h5py.File and the reads")
 @pytest.mark.parametrize(("key", "how", "cut"), KNOWN_GAPS)
-def test_d4rl_known_gaps(key, how, cut):
+def test_d4rl_unreadable_datasets_and_files_are_named(key, how, cut):
     check_d4rl(4, 0, [(key, how)] if key else [], cut)
 
 
@@ -160,15 +157,11 @@ def check_d4rl(n: int, seed: int, damage: list[tuple[str, str]], cut: float | No
         assert np.isfinite(t.observations).all() and np.isfinite(t.rewards).all()
 
 
-@pytest.mark.xfail(strict=True, raises=OSError,
-                   reason="tasks/decision/minari_data.py lets h5py's OSError escape for a file that is not HDF5")
 @pytest.mark.parametrize("content", [b"", b"not an hdf5 file"])
-def test_minari_known_gap_non_hdf5_file(tmp_path, content):
+def test_minari_non_hdf5_file_is_named(tmp_path, content):
     from namm_suite.tasks.decision.minari_data import load_minari
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "main_data.hdf5").write_bytes(content)
-    try:
+    with pytest.raises(TaskDataError, match="main_data.hdf5.*not a readable HDF5 file"):
         load_minari(tmp_path)
-    except TaskDataError as err:
-        assert "main_data.hdf5" in str(err)

@@ -14,7 +14,7 @@ import numpy as np
 
 from namm_suite.tasks.base import TaskDataError
 
-from .trajectories import Trajectory, check_array
+from .trajectories import Trajectory, check_array, open_hdf5, read_array
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 
@@ -25,22 +25,21 @@ def load_d4rl(path: str | Path) -> list[Trajectory]:
     Raises :class:`TaskDataError` naming the file and key for a missing file or key, mismatched array
     lengths, wrong dimensions or a non-finite observation, action or reward.
     """
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise TaskDataError("D4RL HDF5 file not found", path=path)
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
         for key in REQUIRED_KEYS:
             if key not in f:
                 raise TaskDataError(f"missing key; a D4RL file needs {', '.join(REQUIRED_KEYS)}", path=path,
                                     field=key)
-        n = len(f["rewards"])
-        obs = check_array(path, "observations", np.asarray(f["observations"], np.float32), n, 2)
-        act = check_array(path, "actions", np.asarray(f["actions"], np.float32), n, 2)
-        rew = check_array(path, "rewards", np.asarray(f["rewards"], np.float32).reshape(-1), n)
-        terminals = check_array(path, "terminals", np.asarray(f["terminals"]).astype(bool).reshape(-1), n)
-        timeouts = check_array(path, "timeouts", np.asarray(f["timeouts"]).astype(bool).reshape(-1), n)
+        rew = check_array(path, "rewards", read_array(path, "rewards", f["rewards"], np.float32).reshape(-1))
+        n = len(rew)
+        obs = check_array(path, "observations", read_array(path, "observations", f["observations"], np.float32),
+                          n, 2)
+        act = check_array(path, "actions", read_array(path, "actions", f["actions"], np.float32), n, 2)
+        terminals = check_array(path, "terminals", read_array(path, "terminals", f["terminals"], bool).reshape(-1), n)
+        timeouts = check_array(path, "timeouts", read_array(path, "timeouts", f["timeouts"], bool).reshape(-1), n)
     if n == 0:
         raise TaskDataError("the file holds no transitions", path=path, field="rewards")
     ends = np.flatnonzero(terminals | timeouts).tolist()

@@ -16,7 +16,7 @@ import numpy as np
 
 from namm_suite.tasks.base import TaskDataError
 
-from .trajectories import Trajectory, check_array
+from .trajectories import Trajectory, check_array, open_hdf5, read_array
 
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 
@@ -38,7 +38,7 @@ def load_minari(path: str | Path) -> list[Trajectory]:
 
     file = minari_file(path)
     trajectories = []
-    with h5py.File(file, "r") as f:
+    with open_hdf5(file) as f:
         names = sorted((k for k in f if re.fullmatch(r"episode_\d+", k)), key=lambda k: int(k.split("_")[1]))
         if not names:
             raise TaskDataError("no episode_<i> groups in the file", path=file)
@@ -48,14 +48,19 @@ def load_minari(path: str | Path) -> list[Trajectory]:
                 if key not in group or not isinstance(group[key], h5py.Dataset):
                     raise TaskDataError("missing key (or not a flat Box-space array)", path=file,
                                         field=f"{name}/{key}")
-            n = len(group["rewards"])
-            obs = check_array(file, f"{name}/observations", np.asarray(group["observations"], np.float32),
-                              n + 1, 2)
-            act = check_array(file, f"{name}/actions", np.asarray(group["actions"], np.float32), n, 2)
-            rew = check_array(file, f"{name}/rewards", np.asarray(group["rewards"], np.float32), n, 1)
-            term = check_array(file, f"{name}/terminations", np.asarray(group["terminations"], bool), n, 1)
-            check_array(file, f"{name}/truncations", np.asarray(group["truncations"], bool), n, 1)
+            n = len(read_array(file, f"{name}/rewards", group["rewards"], np.float32))
+            obs = _episode_array(file, group, name, "observations", np.float32, n + 1, 2)
+            act = _episode_array(file, group, name, "actions", np.float32, n, 2)
+            rew = _episode_array(file, group, name, "rewards", np.float32, n, 1)
+            term = _episode_array(file, group, name, "terminations", bool, n, 1)
+            _episode_array(file, group, name, "truncations", bool, n, 1)
             if n == 0:
                 raise TaskDataError("episode has no steps", path=file, field=f"{name}/rewards")
             trajectories.append(Trajectory(obs[:-1], act, rew, bool(term[-1])))
     return trajectories
+
+
+def _episode_array(file: Path, group, name: str, key: str, dtype: type, length: int, ndim: int) -> np.ndarray:
+    """``group[key]`` read and checked; errors name ``file`` and ``<episode>/<key>``."""
+    field = f"{name}/{key}"
+    return check_array(file, field, read_array(file, field, group[key], dtype), length, ndim)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,33 @@ class Trajectory:
     def returns_to_go(self) -> np.ndarray:
         """float32 ``[T]``: the undiscounted return from each step to the end."""
         return np.cumsum(self.rewards[::-1])[::-1].astype(np.float32)
+
+
+@contextmanager
+def open_hdf5(path: Path) -> Iterator:
+    """``h5py.File(path, "r")``, or :class:`TaskDataError` naming ``path`` when it is not readable HDF5
+    (empty, truncated, another format)."""
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise TaskDataError(f"not a readable HDF5 file ({err})", path=path) from None
+    with handle:
+        yield handle
+
+
+def read_array(path: str | Path, key: str, dataset: object, dtype: type) -> np.ndarray:
+    """``dataset`` read as a numpy array of ``dtype`` with at least one dimension, or
+    :class:`TaskDataError` naming ``path`` and ``key`` (a group, strings, a scalar, unreadable bytes)."""
+    try:
+        array = np.asarray(dataset, dtype)
+    except (TypeError, ValueError, OSError) as err:
+        raise TaskDataError(f"cannot be read as an array of {np.dtype(dtype).name} ({err})", path=path,
+                            field=key) from None
+    if array.ndim == 0:
+        raise TaskDataError(f"is a scalar ({array!r}), expected one value per transition", path=path, field=key)
+    return array
 
 
 def check_array(path: str | Path, key: str, array: np.ndarray, length: int | None = None,
