@@ -11,6 +11,7 @@ How a runner uses them::
 YAML files (``--include-path``). Bad data or task files raise :class:`TaskDataError` naming file, line, field.
 """
 
+from . import decision, video  # noqa: F401  (registration)
 from .base import (
     TASKS,
     Episode,
@@ -23,7 +24,6 @@ from .base import (
     register_task,
     with_options,
 )
-from . import decision, video  # noqa: F401  (registration)
 from .language import load_task_dir, load_task_file
 
 __all__ = [
