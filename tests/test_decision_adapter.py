@@ -18,6 +18,8 @@ from namm_suite.policies import POLICIES, create_policy
 from namm_suite.shipped import SHIPPED_NAMM
 from namm_suite.tasks import Episode
 
+from .single_thread import one_torch_thread  # noqa: F401  (autouse)
+
 OBS, ACT = 11, 3
 
 
@@ -39,15 +41,6 @@ def meta(k: int = 5) -> DTMeta:
     rng = np.random.default_rng(0)
     return DTMeta("Hopper-v5", rng.standard_normal(OBS).tolist(), rng.uniform(0.5, 2, OBS).tolist(), k, 1000.0,
                   3600.0, {})
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; on a loaded machine more threads are much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

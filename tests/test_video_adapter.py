@@ -26,18 +26,11 @@ from namm_suite.tasks import Episode
 from namm_suite.tasks.video.clips import VOCABULARY, clip_rng, make_clip
 from namm_suite.tasks.video.frames import write_video
 
+from .single_thread import one_torch_thread  # noqa: F401  (autouse)
+
 MARGIN = {"video_needle": 0.2, "video_count": 0.4, "video_order": 0.35}  # validation: 0.65, 0.91, 1.0
 BUDGETED = [name for name in POLICIES.names() if POLICIES.get(name).uses_budget]
 QUESTION = "what color was the shape ?"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster, and much faster on a loaded machine (no OpenMP spinning)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
