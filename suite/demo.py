@@ -70,7 +70,7 @@ class Modality:
 
 LANGUAGE = Modality(
     name="language", adapter="language", model="smollm2-135m", tasks=("passkey", "variable_tracking"),
-    length=512, budgets=(64, 128), seeds=(0,), limit=4, update_every=64, threads=None)
+    length=512, budgets=(128, 256), seeds=(0, 1), limit=5, update_every=64, threads=None)
 VIDEO = Modality(  # 64 frames x 4 visual tokens + the question; the needle task does not separate policies
     name="video", adapter="video", model="tiny-video-llm", tasks=("video_count", "video_order"),
     length=263, budgets=(32, 64), seeds=(0,), limit=20, update_every=32)
@@ -81,10 +81,10 @@ DECISION = Modality(  # up to 500 environment steps of 3 tokens; the DT was trai
 
 PROFILES: dict[str, tuple[Modality, ...]] = {
     "default": (LANGUAGE, VIDEO, DECISION),
-    "quick": (replace(LANGUAGE, tasks=("passkey",), limit=1, budgets=(64,)),
+    "quick": (replace(LANGUAGE, tasks=("passkey",), seeds=(0,), limit=1, budgets=(128,)),
               replace(VIDEO, limit=1, budgets=(32,)),
               replace(DECISION, length=300, seeds=(0,), budgets=(60,))),
-    "full": (replace(LANGUAGE, seeds=(0, 1), limit=5, budgets=(64, 128, 256)),
+    "full": (replace(LANGUAGE, seeds=(0, 1, 2, 3), budgets=(64, 128, 256)),
              replace(VIDEO, tasks=("video_needle", "video_count", "video_order"), limit=30, budgets=(32, 64, 128)),
              replace(DECISION, length=3000, seeds=(0, 1, 2, 3, 4), budgets=(24, 60, 240))),
 }

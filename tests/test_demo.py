@@ -16,7 +16,7 @@ def test_demo_quick_writes_the_transfer_table_and_a_rerun_skips_finished_work(tm
     table = (tmp_path / "transfer_quick.md").read_text()
     assert (tmp_path / "transfer_quick.png").stat().st_size > 1000
     header = table.splitlines()[2]
-    for column in ("language own", "language 64", "video own", "video 32", "decision own", "decision 60"):
+    for column in ("language own", "language 128", "video own", "video 32", "decision own", "decision 60"):
         assert column in header
     for name in POLICIES.names():
         assert any(line.startswith(f"| {name}") for line in table.splitlines()), name
