@@ -97,23 +97,24 @@ def plot(results: list[ModalityResult], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.4 * len(results), 3.8), squeeze=False)
+    colors = {label: f"C{i % 10}" for i, label in enumerate(_row_order(results))}  # one colour per policy
     for ax, r in zip(axes[0], results):
         for label in _row_order([r]):
             points = sorted((c.kept, c.percent) for (lab, size), c in r.cells.items()
                             if lab == label and size is not None)
             own = r.cells.get((label, None))
             if points:
-                line, = ax.plot(*zip(*points), "o-", label=label, lw=2.2 if label.startswith("namm") else 1.2)
-                color = line.get_color()
-            else:
-                color = None
+                ax.plot(*zip(*points), "o-", color=colors[label], label=label,
+                        lw=2.2 if label.startswith("namm") else 1.2)
             if own is not None:
-                ax.plot([own.kept], [own.percent], "*", ms=13, color=color, label=None if points else label)
+                ax.plot([own.kept], [own.percent], "*", ms=13, color=colors[label],
+                        label=None if points else label)
         ax.set(title=r.name, xlabel="mean tokens kept per KV head", ylabel="% of full-cache score")
         ax.axhline(100, color="grey", lw=0.8, ls=":")
         ax.grid(True, alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines() if not h.get_label().startswith("_")}
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110, metadata={"Software": None})
