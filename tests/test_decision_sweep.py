@@ -12,7 +12,8 @@ from namm_suite.results import read_rows
 from namm_suite.runner import SweepConfig, run_sweep
 from namm_suite.tasks.decision import normalised_score
 
-from .test_decision_adapter import meta, one_thread, tiny_dt  # noqa: F401  (one_thread: autouse fixture)
+from .single_thread import one_torch_thread  # noqa: F401  (autouse)
+from .test_decision_adapter import meta, tiny_dt
 
 ROOT = Path(__file__).resolve().parent.parent
 
