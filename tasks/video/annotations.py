@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..base import Episode, TaskDataError
+from ..base import Episode, Task, TaskDataError
 from ..sources import Record
+from .prompts import letter_accuracy
 
 INVALID = "invalid"
 
@@ -78,3 +79,22 @@ def check_valid(inputs: dict[str, Any]) -> None:
     """Raise the :class:`TaskDataError` recorded in an invalid episode's inputs."""
     if INVALID in inputs:
         raise TaskDataError(inputs[INVALID])
+
+
+@dataclass
+class MultipleChoiceVideoTask(Task):
+    """What the LongVideoBench and MLVU tasks share: frames sampled per video, strict or per-record errors,
+    and letter accuracy over each episode's ``scoring["n_options"]`` candidates."""
+
+    frames: int = 32
+    strict: bool = False
+
+    modality = "video"
+    metric = "accuracy"
+
+    def __post_init__(self) -> None:
+        if self.frames <= 0:
+            raise TaskDataError(f"must be > 0, got {self.frames}", field="frames")
+
+    def score(self, prediction: str, episode: Episode) -> float:
+        return letter_accuracy(prediction, episode.references[0], episode.scoring["n_options"])

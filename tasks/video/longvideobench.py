@@ -18,28 +18,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..base import Episode, Task, TaskContext, TaskDataError, register_task, with_options
+from ..base import Episode, TaskContext, register_task, with_options
 from ..sources import find_data_file
-from .annotations import JsonRecord, build_episodes, candidates, read_json_list
-from .prompts import LETTERS, letter_accuracy, longvideobench_prompt
+from .annotations import JsonRecord, MultipleChoiceVideoTask, build_episodes, candidates, read_json_list
+from .prompts import LETTERS, longvideobench_prompt
 
 
 @register_task("longvideobench")
 @dataclass
-class LongVideoBench(Task):
+class LongVideoBench(MultipleChoiceVideoTask):
     """LongVideoBench multiple choice (local lvb_val.json + videos/)."""
 
-    frames: int = 32
     annotation: str = "lvb_val.json"
-    strict: bool = False
 
-    modality = "video"
-    metric = "accuracy"
     source = "local lvb_val.json + videos/"
-
-    def __post_init__(self) -> None:
-        if self.frames <= 0:
-            raise TaskDataError(f"must be > 0, got {self.frames}", field="frames")
 
     def episodes(self, context: TaskContext) -> list[Episode]:
         task = with_options(self, context.options)
@@ -62,6 +54,3 @@ class LongVideoBench(Task):
             )
 
         return build_episodes(self.name, read_json_list(path), build, task.strict, context.limit)
-
-    def score(self, prediction: str, episode: Episode) -> float:
-        return letter_accuracy(prediction, episode.references[0], episode.scoring["n_options"])

@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..base import Episode, Task, TaskContext, TaskDataError, register_task, with_options
-from .annotations import JsonRecord, build_episodes, candidates, read_json_list
-from .prompts import LETTERS, letter_accuracy, mlvu_prompt
+from ..base import Episode, TaskContext, TaskDataError, register_task, with_options
+from .annotations import JsonRecord, MultipleChoiceVideoTask, build_episodes, candidates, read_json_list
+from .prompts import LETTERS, mlvu_prompt
 
 GENERATION_FILES = ("sub_scene", "summary")
 
@@ -45,19 +45,10 @@ def annotation_files(data_path: Path | None) -> list[Path]:
 
 @register_task("mlvu")
 @dataclass
-class MLVU(Task):
+class MLVU(MultipleChoiceVideoTask):
     """MLVU multiple choice (local json/*.json + video/<task>/)."""
 
-    frames: int = 32
-    strict: bool = False
-
-    modality = "video"
-    metric = "accuracy"
     source = "local MLVU json/ + video/"
-
-    def __post_init__(self) -> None:
-        if self.frames <= 0:
-            raise TaskDataError(f"must be > 0, got {self.frames}", field="frames")
 
     def episodes(self, context: TaskContext) -> list[Episode]:
         task = with_options(self, context.options)
@@ -87,6 +78,3 @@ class MLVU(Task):
             episodes.extend(build_episodes(self.name, read_json_list(path), build, task.strict, remaining,
                                            id_prefix=f"{path.stem}-"))
         return episodes
-
-    def score(self, prediction: str, episode: Episode) -> float:
-        return letter_accuracy(prediction, episode.references[0], episode.scoring["n_options"])
