@@ -70,17 +70,8 @@ class LanguageAdapter:
         start = time.perf_counter()
         logits = manager.forward(self.model, ids)
         prefill = time.perf_counter() - start
-        stop_ids = _stop_ids(self.model, self.tokenizer)
-        new: list[int] = []
         start = time.perf_counter()
-        while len(new) < max_new_tokens:
-            token = int(logits.argmax(-1))
-            if token in stop_ids:
-                break
-            new.append(token)
-            if len(new) == max_new_tokens:
-                break
-            logits = manager.forward(self.model, torch.tensor([[token]], device=ids.device))
+        new = greedy_decode(self.model, self.tokenizer, manager, logits, max_new_tokens)
         decode = time.perf_counter() - start
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         extra = {"prompt_tokens": ids.shape[1], "new_tokens": len(new), "prefill_seconds": prefill,
@@ -91,6 +82,23 @@ class LanguageAdapter:
 @ADAPTERS.register("language")
 def _language_adapter(model: str, **options) -> LanguageAdapter:
     return LanguageAdapter.from_pretrained(model, **options)
+
+
+def greedy_decode(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, manager: MemoryManager,
+                  logits: torch.Tensor, max_new_tokens: int) -> list[int]:
+    """Greedy token ids after a prefill whose last-position logits ``[1, V]`` are ``logits``: one token per
+    pass through ``manager``, stopping at an end-of-sequence token or after ``max_new_tokens``."""
+    stop_ids = _stop_ids(model, tokenizer)
+    new: list[int] = []
+    while len(new) < max_new_tokens:
+        token = int(logits.argmax(-1))
+        if token in stop_ids:
+            break
+        new.append(token)
+        if len(new) == max_new_tokens:
+            break
+        logits = manager.forward(model, torch.tensor([[token]], device=logits.device))
+    return new
 
 
 def _stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:

@@ -36,7 +36,7 @@ from namm_suite.tasks.video.annotations import check_valid
 from namm_suite.tasks.video.frames import read_frames
 
 from .base import ADAPTERS, Prediction
-from .language import _stop_ids
+from .language import greedy_decode
 from .video_model import TinyVideoLLM, is_tiny_video_llm
 
 # embedded video-LLMs: name -> checkpoint folder shipped with the project
@@ -156,15 +156,7 @@ class VideoAdapter:
         lm = self.video_lm.lm
         logits = manager.forward(lm, inputs_embeds=embeds)
         prefilled = time.perf_counter()
-        stop = _stop_ids(lm, self.tokenizer)
-        new: list[int] = []
-        while len(new) < episode.max_new_tokens:
-            token = int(logits.argmax(-1))
-            if token in stop:
-                break
-            new.append(token)
-            if len(new) < episode.max_new_tokens:
-                logits = manager.forward(lm, input_ids=torch.tensor([[token]], device=embeds.device))
+        new = greedy_decode(lm, self.tokenizer, manager, logits, episode.max_new_tokens)
         end = time.perf_counter()
         extra = {"frames": int(frames.shape[0]), "prompt_tokens": int(embeds.shape[1]), "new_tokens": len(new),
                  "video_seconds": decoded - start, "prefill_seconds": prefilled - decoded,
