@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from namm_suite.adapters.language import LanguageAdapter
+from namm_suite.atomic import save_figure_atomic
 
 from . import model_costs
 
@@ -88,11 +89,7 @@ def plot(rows: list[ScaleRow], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> list[ScaleRow]:

@@ -3,8 +3,10 @@ so readers and crashes see either the old file or the new one, never half of it.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
+from typing import Any
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -20,3 +22,13 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_figure_atomic(fig: Any, path: Path, **savefig_options: Any) -> None:
+    """Render a matplotlib ``fig`` as PNG and write it to ``path`` atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **savefig_options)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import save_figure_atomic
 from .results import ResultsError, read_rows, write_text_atomic
 
 OWN = "own"  # column of policies that choose their own cache size (full, threshold NAMM)
@@ -115,11 +116,7 @@ def plot(task: str, cells: dict[tuple[str, int | None], Cell], path: Path) -> No
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path)
 
 
 def _sweep_rows(path: Path) -> list[dict[str, Any]]:

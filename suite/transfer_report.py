@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import save_figure_atomic
 from .report import OWN, aggregate, policy_label
 from .results import write_text_atomic
 
@@ -115,11 +116,7 @@ def plot(results: list[ModalityResult], path: Path) -> None:
     handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines() if not h.get_label().startswith("_")}
     fig.legend(handles.values(), handles.keys(), fontsize=7, loc="center right")
     fig.tight_layout(rect=(0, 0, 0.86, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path, dpi=110, metadata={"Software": None})
 
 
 def write(results: list[ModalityResult], out_md: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..atomic import save_figure_atomic
 from ..results import read_rows, write_text_atomic
 
 LOG_FIELDS = ("generation", "stage", "fitness_best", "fitness_mean", "fitness_std", "kept_fraction")
@@ -40,9 +41,7 @@ def plot_fitness(rows: list[dict], path: Path) -> None:
     lines2, labels2 = kept.get_legend_handles_labels()
     ax.legend(lines + lines2, labels + labels2, fontsize=8, loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure_atomic(fig, path)
 
 
 def summary_table(rows: list[dict]) -> str:
