@@ -21,10 +21,11 @@ from rich.console import Console
 from rich.table import Table
 
 from .policies import POLICIES
+from .report import policy_label
 from .results import read_rows
 from .runner import SweepConfig, run_sweep
 from .shipped import SHIPPED_NAMM
-from .transfer_report import ModalityResult, summarise, write
+from .transfer_report import ModalityResult, format_cell, row_order, summarise, write
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +114,6 @@ def _sweeps(modality: Modality, runs_dir: Path, namm_checkpoint: str, console: C
 
 def label_for(modality: Modality):
     """Row labels: the reference protocol's ``full`` rows get the modality's reference label."""
-    from .report import policy_label
-
     def label(row: dict[str, Any]) -> str:
         if modality.reference_adapter and row.get("adapter") == modality.reference_adapter:
             return modality.reference_label
@@ -163,10 +162,8 @@ def _print_summary(console: Console, results: list[ModalityResult], walls: dict[
     columns = [(r, size) for r in results for size in (None, *r.budgets)]
     for r, size in columns:
         grid.add_column(f"{r.name} {size or 'own'}")
-    labels = sorted({label for r in results for label, _ in r.cells}, key=lambda x: (x != "full", x))
-    for label in labels:
-        cells = [r.cells.get((label, size)) for r, size in columns]
-        grid.add_row(label, *[f"{c.percent:.0f}% ({c.kept:.0f})" if c else "" for c in cells])
+    for label in row_order(results):
+        grid.add_row(label, *[format_cell(r.cells.get((label, size))) for r, size in columns])
     console.print(grid)
     for name, seconds in walls.items():
         console.print(f"wall time {name}: {seconds:.0f} s")

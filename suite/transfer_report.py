@@ -60,7 +60,13 @@ def summarise(name: str, rows: list[dict[str, Any]], budgets: Sequence[int],
     return ModalityResult(name, list(budgets), cells_out, full_scores, metrics)
 
 
-def _row_order(results: list[ModalityResult]) -> list[str]:
+def format_cell(cell: TransferCell | None) -> str:
+    """``percent% (kept)``, or empty for a policy that did not run at that size."""
+    return f"{cell.percent:.0f}% ({cell.kept:.0f})" if cell else ""
+
+
+def row_order(results: list[ModalityResult]) -> list[str]:
+    """Policy labels in table order: full, the NAMM rows, then the rest alphabetically."""
     labels = {label for r in results for label, _ in r.cells}
     first = [FULL] + sorted(label for label in labels if label.startswith("namm"))
     return [x for x in first if x in labels] + sorted(labels - set(first))
@@ -71,11 +77,8 @@ def markdown(results: list[ModalityResult], title: str = "Cross-modal zero-shot 
     columns = [(r, size) for r in results for size in [None, *r.budgets]]
     head = " | ".join(f"{r.name} {OWN if size is None else size}" for r, size in columns)
     lines = [f"# {title}", "", f"| policy | {head} |", "|---" * (len(columns) + 1) + "|"]
-    for label in _row_order(results):
-        cells = []
-        for r, size in columns:
-            cell = r.cells.get((label, size))
-            cells.append(f"{cell.percent:.0f}% ({cell.kept:.0f})" if cell else "")
+    for label in row_order(results):
+        cells = [format_cell(r.cells.get((label, size))) for r, size in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", ("Cells: score as % of the full cache on the same episodes, averaged over the modality's "
               "tasks, and (in brackets) the mean tokens kept per KV head. Column `own`: policies that set "
@@ -98,9 +101,9 @@ def plot(results: list[ModalityResult], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.4 * len(results), 3.8), squeeze=False)
-    colors = {label: f"C{i % 10}" for i, label in enumerate(_row_order(results))}  # one colour per policy
+    colors = {label: f"C{i % 10}" for i, label in enumerate(row_order(results))}  # one colour per policy
     for ax, r in zip(axes[0], results):
-        for label in _row_order([r]):
+        for label in row_order([r]):
             points = sorted((c.kept, c.percent) for (lab, size), c in r.cells.items()
                             if lab == label and size is not None)
             own = r.cells.get((label, None))
