@@ -1,8 +1,8 @@
 """Language adapter: any Hugging Face causal LM under a memory policy.
 
 The model is loaded with the namm attention hook, the prompt is prefilled in schedule-aligned chunks and the
-answer decoded greedily, one token per pass, with the same memory schedule (namm-spec §1). Grouped-query
-attention needs nothing special: the hook averages each KV head's query heads for the policy.
+answer decoded greedily, one token per pass, with the same memory schedule (docs/namm-spec.md §1).
+Grouped-query attention needs nothing special: the hook averages each KV head's query heads for the policy.
 """
 
 from __future__ import annotations

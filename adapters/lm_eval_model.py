@@ -5,7 +5,8 @@ two model calls replaced, so that the KV cache is managed by a :class:`MemoryMan
 
 - ``loglikelihood`` (multiple choice, perplexity): one sequence at a time, context then continuation fed in
   schedule-aligned chunks (:meth:`MemoryManager.chunk_bounds`); evictions happen between passes exactly as
-  the schedule dictates (namm-spec §1), and the continuation is scored from the logits of those passes.
+  the schedule dictates (docs/namm-spec.md §1), and the continuation is scored from the logits of those
+  passes.
 - ``generate_until``: greedy decoding, one token per pass after a chunked prefill, stopping at the EOS
   token, at any ``until`` string or after ``max_gen_toks`` tokens.
 

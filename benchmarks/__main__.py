@@ -66,8 +66,8 @@ def report(throughput: str, costs: list[model_costs.CostRow], prefill: str, scal
         "## Targets", "", *targets(costs, longest), "",
         "## NAMM features + scoring: incremental vs naive full-history recomputation", "", throughput, "",
         "## KV memory, update overhead and decode speed per policy", "",
-        ("Prefill chunks of 128, an update every 512 tokens (namm-spec §1); the NAMM is the shipped checkpoint "
-        "capped at the budget (`namm`: per-layer κ, rectangular; `namm-threshold`: ragged per-head rule). "
+        ("Prefill chunks of 128, an update every 512 tokens (docs/namm-spec.md §1); the NAMM is the shipped "
+        "checkpoint capped at the budget (`namm`: per-layer κ, rectangular; `namm-threshold`: ragged per-head rule). "
         "`kept/head` is the mean held per head at the end of the prompt (the last update runs at the next "
         "pass, so up to 512 new tokens sit on top of the budget). Decoding is timed at 25% only."), "",
         model_costs.markdown(costs), "",

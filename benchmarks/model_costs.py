@@ -3,8 +3,9 @@
 For each prompt length, budget (a fraction of the prompt, tokens per KV head) and policy: the KV memory
 ratio (bytes held / (kept tokens × bytes per token); 1.0 = no padding), prefill time relative to the full
 cache, memory-update time (features, scoring, eviction, compaction) as a fraction of prefill time, and at
-one budget the time per decoded token relative to the full cache. The schedule is namm-spec §1: prefill
-chunks of 128, an update every 512 tokens. Prompts are random token ids (costs do not depend on content).
+one budget the time per decoded token relative to the full cache. The schedule is docs/namm-spec.md §1:
+prefill chunks of 128, an update every 512 tokens. Prompts are random token ids (costs do not depend on
+content).
 
     python -m benchmarks.model_costs --lengths 4096 8192 --fractions 0.1 0.25 0.5
 """

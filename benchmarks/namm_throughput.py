@@ -49,7 +49,8 @@ def naive_ema(history: torch.Tensor, gamma: float = GAMMA) -> torch.Tensor:
     far, zero where key j did not exist yet) -> ``[..., N, 17]``.
 
     Each key's signal is its whole attention column behind 16 zeros; frames that end before the key's own
-    16-query block are skipped (namm-spec §3.3), the rest are averaged with weight (1 − a)·a^(F−1−f).
+    16-query block are skipped (docs/namm-spec.md §3.3), the rest are averaged with weight
+    (1 − a)·a^(F−1−f).
     """
     n_keys = history.shape[-1]
     signal = torch.cat([history.new_zeros(*history.shape[:-2], n_keys, CONTEXT), history.transpose(-1, -2)], -1)

@@ -2,9 +2,10 @@
 
 Adapters only create a cache with :meth:`MemoryManager.new_cache`, feed the model through
 :meth:`MemoryManager.forward` (chunked prefill) or ``model.generate(cache=...)``, and read
-:meth:`MemoryManager.stats`. The schedule follows the NAMM reference (namm-spec §1): after every forward
-pass, if the tokens seen ``T`` are a multiple of ``update_every``, one memory update runs on every layer.
-It is applied lazily at the start of the next pass, so each pass's logits are computed before any eviction.
+:meth:`MemoryManager.stats`. The schedule follows the NAMM reference (docs/namm-spec.md §1): after every
+forward pass, if the tokens seen ``T`` are a multiple of ``update_every``, one memory update runs on every
+layer. It is applied lazily at the start of the next pass, so each pass's logits are computed before any
+eviction.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ class MemoryManager:
 
     def record_attention(self, layer: RaggedLayer, probs: torch.Tensor) -> None:
         """Keep the attention rows the policy needs. ``probs``: float32 ``[B, H, G, q, K]`` softmax
-        probabilities of the G query heads of each KV head; they are averaged over G (namm-spec §2)."""
+        probabilities of the G query heads of each KV head; they are averaged over G (docs/namm-spec.md
+        §2)."""
         rows = probs.float().mean(2)
         buffer = self._attention.setdefault(layer.layer_idx, [])
         buffer.append(rows)

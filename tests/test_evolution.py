@@ -101,7 +101,7 @@ def test_bad_config_is_named(tmp_path):
 
 
 def test_spec_cmaes_constants():
-    """namm-spec §10.11: the reference's constants for d = 4172, λ = 32."""
+    """docs/namm-spec.md §10.11: the reference's constants for d = 4172, λ = 32."""
     c = spec_constants(4172, 32)
     assert c["mu_eff"] == pytest.approx(9.17883, rel=1e-5)
     assert c["c1"] == pytest.approx(1.14834e-7, rel=1e-4)

@@ -1,4 +1,4 @@
-"""NAMM checkpoints: safetensors + JSON sidecar round trip and every refusal (DESIGN §4)."""
+"""NAMM checkpoints: safetensors + JSON sidecar round trip and every refusal (docs/namm-spec.md §7)."""
 
 from __future__ import annotations
 

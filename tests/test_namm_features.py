@@ -1,4 +1,5 @@
-"""NAMM features: spectrogram, EMA update, recency, standardisation, statistics (namm-spec §3, §7, §10)."""
+"""NAMM features: spectrogram, EMA update, recency, standardisation, statistics (docs/namm-spec.md §3, §7,
+§10)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ A_FRAME = 0.99**16
 
 
 def reference_update(attn, ema, ctx, num_new, gamma=0.99):
-    """Per-token loop in float64 with an explicit DFT: the recurrence form of namm-spec §3.1–3.3."""
+    """Per-token loop in float64 with an explicit DFT: the recurrence form of docs/namm-spec.md §3.1–3.3."""
     n, num_slots = attn.shape
     a, n_old = gamma**16, num_slots - num_new
     m = np.arange(32)

@@ -1,4 +1,4 @@
-"""BAM scorer, parameters, selection rules and the NAMM policy (namm-spec §4–§6, §10)."""
+"""BAM scorer, parameters, selection rules and the NAMM policy (docs/namm-spec.md §4–§6, §10)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def random_params(seed: int, scale: float = 0.3) -> BamParams:
 
 
 def reference_scores(x: np.ndarray, valid: np.ndarray, p: BamParams) -> np.ndarray:
-    """Token-by-token float64 BAM with a −∞ backward mask (namm-spec §4)."""
+    """Token-by-token float64 BAM with a −∞ backward mask (docs/namm-spec.md §4)."""
     w = {k: v.detach().double().numpy() for k, v in p.named_parameters()}
     n = x.shape[0]
     z = x @ w["W_a"] + w["b_a"]

@@ -97,7 +97,8 @@ def test_keep_top_k_properties(heads, slots, budget, seed):
 
 
 def test_schedule_matches_reference():
-    """namm-spec §10.9: 1000 prompt tokens + 32 generated → updates at T = 512 and 1024, 512 queries each."""
+    """docs/namm-spec.md §10.9: 1000 prompt tokens + 32 generated → updates at T = 512 and 1024, 512
+    queries each."""
     model = tiny_model("llama")
     policy = create_policy("full")
     policy.needs_attention = True

@@ -1,4 +1,4 @@
-"""NAMM evolution with CMA-ES (namm-spec §8): config, fitness, backends and the resumable loop."""
+"""NAMM evolution with CMA-ES (docs/namm-spec.md §8): config, fitness, backends and the resumable loop."""
 
 from .config import EvolutionConfig, Stage
 from .fitness import EpisodeResult, FitnessEvaluator, normalised_fitness

@@ -1,4 +1,5 @@
-"""The reference CMA-ES constants (Hansen 2016 tutorial, full covariance with negative weights; namm-spec §8).
+"""The reference CMA-ES constants (Hansen 2016 tutorial, full covariance with negative weights;
+docs/namm-spec.md §8).
 
 The suite runs the ``cma`` package, which belongs to the same family but sets its own learning rates
 (and, for the default separable variant, rescales them for a diagonal covariance). These formulas are
@@ -11,7 +12,7 @@ import math
 
 
 def spec_constants(d: int, population: int) -> dict[str, float | list[float]]:
-    """Constants of namm-spec §8 for dimension ``d`` and population ``λ`` (μ = λ/2)."""
+    """Constants of docs/namm-spec.md §8 for dimension ``d`` and population ``λ`` (μ = λ/2)."""
     mu = population // 2
     raw = [math.log((population + 1) / 2) - math.log(i) for i in range(1, population + 1)]
     positive = [w for w in raw if w > 0]

@@ -20,7 +20,7 @@ class Stage:
 
 @dataclass
 class EvolutionConfig:
-    """A NAMM evolution (namm-spec §8, scaled to the machine).
+    """A NAMM evolution (docs/namm-spec.md §8, scaled to the machine).
 
     Attributes:
         stages: curriculum; stage k trains on the union of the tasks of stages 1..k.

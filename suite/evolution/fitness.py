@@ -1,4 +1,5 @@
-"""Fitness of NAMM parameter vectors: run the frozen model with a NAMM on sampled episodes (namm-spec §8).
+"""Fitness of NAMM parameter vectors: run the frozen model with a NAMM on sampled episodes (docs/namm-spec.md
+§8).
 
 One :class:`FitnessEvaluator` lives in each worker and loads the model once. Scores are normalised per
 task by the full-cache score of the base model on the same episodes, computed once and cached.
@@ -70,7 +71,7 @@ class FitnessEvaluator:
         return [self.run(episode, policy) for episode in episodes]
 
     def statistics(self, episodes: list) -> RunningStats:
-        """namm-spec §7: μ, v of all un-standardised EMA vectors of a full-cache (θ = 0) pass."""
+        """docs/namm-spec.md §7: μ, v of all un-standardised EMA vectors of a full-cache (θ = 0) pass."""
         policy = create_policy("namm", collect_stats=True)
         for episode in episodes:
             self.run(episode, policy)

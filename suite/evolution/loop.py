@@ -188,7 +188,7 @@ def _fitness(config, state, tasks, sample, member_results) -> tuple[float, float
 
 
 def _evaluate_mean(config, evaluator, backend, state: EvolutionState, tasks: list[str], pools) -> float:
-    """Fitness of the search mean m on every pool episode of the stage's tasks (namm-spec §8)."""
+    """Fitness of the search mean m on every pool episode of the stage's tasks (docs/namm-spec.md §8)."""
     episodes = [e for t in tasks for e in pools[t]]
     chunks = [episodes[i::max(1, config.workers)] for i in range(max(1, config.workers))]
     results = backend.map([(state.es.mean, state.mu, state.var, chunk) for chunk in chunks if chunk])

@@ -1,4 +1,4 @@
-"""Neural Attention Memory Model, BAM configuration (Cetin et al., ICLR 2025), per ``namm-spec.md``.
+"""Neural Attention Memory Model, BAM configuration (Cetin et al., ICLR 2025), per ``docs/namm-spec.md``.
 
 features -> scorer -> selection, with θ in :class:`BamParams` and checkpoints in safetensors + JSON.
 The memory policy that wires them to a cache is ``namm_suite.policies.namm.NammPolicy``.

@@ -1,4 +1,5 @@
-"""NAMM checkpoints: ``<path>.safetensors`` (θ, μ, v) plus a ``<path>.json`` sidecar (DESIGN §4).
+"""NAMM checkpoints: ``<path>.safetensors`` (θ, μ, v) plus a ``<path>.json`` sidecar
+(docs/namm-spec.md §7).
 
 The sidecar holds the hyper-parameters, the statistics count, the sha256 of the tensor file (so a
 mismatched or truncated pair is detected) and free-form provenance (curriculum, generation, fitness, git
@@ -34,10 +35,10 @@ _STAT_TENSORS = (("mu", (N_BINS,)), ("var", (N_BINS,)))
 
 @dataclass(frozen=True)
 class NammHyperParams:
-    """Hyper-parameters a NAMM checkpoint was made with (defaults: namm-spec, paper setting).
+    """Hyper-parameters a NAMM checkpoint was made with (defaults: docs/namm-spec.md, paper setting).
 
     Attributes:
-        spec_version: version of namm-spec.md the implementation follows.
+        spec_version: version of docs/namm-spec.md the implementation follows.
         n_fft, hop: STFT window and hop (queries).
         gamma: per-query EMA coefficient.
         recency_base, n_recency: recency encoding ω_i = base^(−i/n), i < n.

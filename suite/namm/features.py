@@ -1,4 +1,5 @@
-"""NAMM token features (namm-spec §3, §7): attention spectrogram, EMA over frames, recency, statistics.
+"""NAMM token features (docs/namm-spec.md §3, §7): attention spectrogram, EMA over frames, recency,
+statistics.
 
 Every function is vectorised over arbitrary leading dims (``[B, H]`` in the policy) and computes in
 float32, except the recency encoding, which is computed in float64 and rounded to float32 like the
@@ -76,7 +77,7 @@ def _dft_matrix(device: torch.device) -> torch.Tensor:
 
 
 def frame_weights(num_slots: int, num_new: int, num_frames: int, gamma: float = GAMMA) -> torch.Tensor:
-    """EMA weight of frame f for cache slot j, float32 ``[N, F]`` (namm-spec §3.3).
+    """EMA weight of frame f for cache slot j, float32 ``[N, F]`` (docs/namm-spec.md §3.3).
 
     ``(1 − a)·a^(F−1−f)`` with a = γ^16 for old slots (the first ``N − num_new``); a new slot at offset
     o = j − n_old only receives frames f ≥ ⌊o/16⌋ (its weight is 0 on earlier frames).
@@ -97,7 +98,7 @@ def update_ema(
     num_new: int,
     gamma: float = GAMMA,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One NAMM feature update (namm-spec §3.1–3.3) for every cached token.
+    """One NAMM feature update (docs/namm-spec.md §3.1–3.3) for every cached token.
 
     Args:
         attn: float ``[..., n, N]`` attention probabilities of the n queries since the previous update over
@@ -149,7 +150,7 @@ def update_ema(
 
 
 def recency_encoding(age: torch.Tensor) -> torch.Tensor:
-    """Sinusoidal encoding of token age (namm-spec §3.5): int ``[...]`` -> float32 ``[..., 8]``.
+    """Sinusoidal encoding of token age (docs/namm-spec.md §3.5): int ``[...]`` -> float32 ``[..., 8]``.
 
     ``(sin(age·ω_0..3), cos(age·ω_0..3))`` with ω_i = 50000^(−i/4); computed in float64, then rounded.
     The reference tabulates ages 0..32768; here any age is computed directly.
@@ -172,7 +173,7 @@ def build_features(
     mu: torch.Tensor,
     var: torch.Tensor,
 ) -> torch.Tensor:
-    """Token features φ = [R(age), Ê] (namm-spec §3.4–3.6): float32 ``[..., N, 25]``.
+    """Token features φ = [R(age), Ê] (docs/namm-spec.md §3.4–3.6): float32 ``[..., N, 25]``.
 
     Args:
         ema: float ``[..., N, 17]`` un-standardised EMA.
@@ -198,7 +199,7 @@ def build_features(
 
 
 class RunningStats:
-    """Pooled population mean and variance of feature vectors (namm-spec §7).
+    """Pooled population mean and variance of feature vectors (docs/namm-spec.md §7).
 
     Batches are merged with the pairwise rule n = n_a + n_b, μ = (n_a·μ_a + n_b·μ_b)/n,
     v = (n_a·v_a + n_b·v_b)/n + n_a·n_b·(μ_a − μ_b)²/n². Accumulates in float64; ``mean`` and ``var``

@@ -1,4 +1,4 @@
-"""The BAM scorer's parameters θ (namm-spec §6) as named tensors and as one flat float32 vector.
+"""The BAM scorer's parameters θ (docs/namm-spec.md §6) as named tensors and as one flat float32 vector.
 
 The flat vector is what CMA-ES evolves; its order is fixed by :data:`PARAM_LAYOUT` and documented in the
 spec: weights are stored (in, out) row-major and applied as ``y = x @ W + b``.
@@ -49,12 +49,12 @@ def _offsets() -> dict[str, tuple[int, int]]:
 #: name -> (start, end) slice of the flat vector.
 PARAM_OFFSETS: dict[str, tuple[int, int]] = _offsets()
 NUM_PARAMS = 4172
-assert PARAM_OFFSETS["b_c"][1] == NUM_PARAMS, "PARAM_LAYOUT disagrees with namm-spec §6"
+assert PARAM_OFFSETS["b_c"][1] == NUM_PARAMS, "PARAM_LAYOUT disagrees with docs/namm-spec.md §6"
 
 
 class BamParams(nn.Module):
     """θ of the BAM scorer: ``W_a [25,96]``, ``b_a [96]``, ``W_b [32,50]``, ``b_b [50]``, ``w_c [25]``,
-    ``b_c []``, all float32 and zero-initialised (θ = 0 scores every token exactly 0, namm-spec §6).
+    ``b_c []``, all float32 and zero-initialised (θ = 0 scores every token exactly 0, docs/namm-spec.md §6).
 
     The parameters are evolved, never trained, so they do not require gradients.
     """

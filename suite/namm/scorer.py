@@ -1,4 +1,5 @@
-"""The BAM scorer (namm-spec §4): one backward-masked self-attention layer over a head's cached tokens.
+"""The BAM scorer (docs/namm-spec.md §4): one backward-masked self-attention layer over a head's cached
+tokens.
 
 Every (layer, KV head) is scored independently with the same θ; tokens attend to themselves and to every
 newer valid token. No activation, normalisation, positional encoding or smoothing anywhere.

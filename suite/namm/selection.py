@@ -1,4 +1,4 @@
-"""Which tokens survive a NAMM update (namm-spec §5), given BAM scores.
+"""Which tokens survive a NAMM update (docs/namm-spec.md §5), given BAM scores.
 
 Two rules share the same preparation: padding gets −∞, the newest valid token of each head gets +∞
 (always kept), and a token counts as "wanted" when its score is ≥ 0 (an exact 0 is kept).

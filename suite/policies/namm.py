@@ -24,7 +24,8 @@ CONTEXT_KEY = "namm_ctx"
 class NammPolicy(MemoryPolicy):
     """Neural Attention Memory Model (BAM): evolved scores from attention spectrograms decide what to keep.
 
-    Cetin et al., "An Evolved Universal Transformer Memory", ICLR 2025, implemented as ``namm-spec.md``.
+    Cetin et al., "An Evolved Universal Transformer Memory", ICLR 2025, as specified in
+    ``docs/namm-spec.md``.
     At each update every cached token gets a feature vector (an EMA of the magnitude spectrogram of the
     attention it received, standardised with frozen μ, v, plus a sinusoidal encoding of its age); a
     backward-masked attention layer (the BAM, θ = 4172 evolved floats) scores all tokens of a head at once,
@@ -37,7 +38,7 @@ class NammPolicy(MemoryPolicy):
             stays rectangular) or "threshold" (each head keeps exactly its non-negative tokens; ragged,
             frees more memory, a deliberate deviation from the reference).
         collect_stats: add the un-standardised EMA vectors of valid tokens to ``self.stats`` at every
-            update (to measure μ, v in a full-cache pass with θ = 0, namm-spec §7).
+            update (to measure μ, v in a full-cache pass with θ = 0, docs/namm-spec.md §7).
 
     ``view.budget``, when given, caps the tokens kept per head; the reference runs without one. Tokens in
     ``view.protected`` are always kept (they rank like the newest token).
@@ -77,7 +78,7 @@ class NammPolicy(MemoryPolicy):
         return cls(checkpoint=os.fspath(path), **fields)
 
     def vector(self) -> torch.Tensor:
-        """θ as a flat float32 ``[4172]`` vector (namm-spec §6 order)."""
+        """θ as a flat float32 ``[4172]`` vector (docs/namm-spec.md §6 order)."""
         return self.params.to_vector()
 
     def set_vector(self, theta: Any) -> None:
