@@ -1,4 +1,8 @@
-"""The adapter protocol: one verb, ``run(episode, manager) -> Prediction``, and the adapter registry."""
+"""The adapter protocol: one verb, ``run(episode, manager) -> Prediction``, and the adapter registry.
+
+The built-in adapters are registered by module path and imported on first use, so this module imports
+none of them (no registration circle) and ``namm --help`` loads no model code.
+"""
 
 from __future__ import annotations
 
@@ -29,18 +33,27 @@ class Prediction:
 
 
 class Adapter(Protocol):
-    """Turns a task episode into model calls under a :class:`MemoryManager`."""
+    """Turns a task episode into model calls under a :class:`MemoryManager`.
+
+    Attributes:
+        modality: "language", "video" or "decision" (the tasks it runs).
+        tokenizer: the model's tokenizer, which tasks use to size prompts in the model's own tokens
+            (``TaskContext.tokenizer``); None for models without text (the Decision Transformer).
+    """
 
     modality: str
+    tokenizer: Any
 
     def run(self, episode: Episode, manager: MemoryManager) -> Prediction: ...
 
 
 ADAPTERS: Registry[Callable[..., Adapter]] = Registry("adapter")
+for _name, _target in (("language", "language:_language_adapter"), ("video", "video:_video_adapter"),
+                       ("decision", "decision:_decision_adapter"),
+                       ("decision-window", "decision:_decision_window_adapter")):
+    ADAPTERS.register_lazy(_name, f"{__package__}.{_target}")
 
 
 def create_adapter(name: str, model: str, **options: Any) -> Adapter:
     """Build the adapter registered as ``name`` for ``model`` (embedded name or local checkpoint path)."""
-    from . import decision, language, video  # noqa: F401  (registration)
-
     return ADAPTERS.get(name)(model, **options)

@@ -89,6 +89,7 @@ class DecisionAdapter:
     """Runs a Decision Transformer episode in a Gymnasium environment under a :class:`MemoryManager`."""
 
     modality = "decision"
+    tokenizer = None  # states and actions, no text
 
     def __init__(self, model: DecisionTransformerModel, meta: DTMeta, protocol: str = "cache",
                  threads: int = 1) -> None:

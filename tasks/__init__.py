@@ -9,9 +9,10 @@ How a runner uses them::
 
 ``describe_tasks()`` lists them for ``namm tasks``; ``load_task_dir(path)`` registers a folder of user task
 YAML files (``--include-path``). Bad data or task files raise :class:`TaskDataError` naming file, line, field.
+The registry fills on its first lookup (built-in task modules and benchmark YAML files), not at import; task
+metrics live in the one registry :data:`~namm_suite.tasks.metrics.METRICS`.
 """
 
-from . import decision, video  # noqa: F401  (registration)
 from .base import (
     TASKS,
     Episode,

@@ -11,12 +11,15 @@ Bad input (a malformed data or task file, a missing field, an unknown task or op
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from namm_suite.registry import Registry, UnknownNameError
+
+from .metrics import score_episode
 
 
 class TaskDataError(ValueError):
@@ -59,6 +62,18 @@ class TaskRegistry(Registry["type[Task]"]):
 
 
 TASKS: TaskRegistry = TaskRegistry("task")
+#: packages whose import registers the built-in tasks; imported on the registry's first lookup, together
+#: with the benchmark YAML files (``language/benchmarks.py``), so importing ``tasks`` reads no YAML.
+TASK_MODULES = ("namm_suite.tasks.language", "namm_suite.tasks.video", "namm_suite.tasks.decision")
+
+
+def _load_builtin_tasks() -> None:
+    for module in TASK_MODULES:
+        importlib.import_module(module)
+    importlib.import_module("namm_suite.tasks.language.benchmarks").register_benchmarks()
+
+
+TASKS.add_loader(_load_builtin_tasks)
 
 
 def register_task(name: str):
@@ -120,7 +135,7 @@ class Task(ABC):
     """A named task: ``episodes(context)`` and ``score(prediction, episode)``.
 
     Class attributes (shown by ``namm tasks``): ``modality`` ("language", "video", "decision"),
-    ``metric`` (name of the metric), ``source`` (where the data comes from), ``description`` (one line;
+    ``metric`` (a name in :data:`~namm_suite.tasks.metrics.METRICS`), ``source`` (where the data comes from), ``description`` (one line;
     the docstring's first line when empty).
     """
 
@@ -134,9 +149,11 @@ class Task(ABC):
     def episodes(self, context: TaskContext) -> list[Episode]:
         """The task's episodes for ``context`` (deterministic)."""
 
-    @abstractmethod
     def score(self, prediction: str, episode: Episode) -> float:
-        """Score in [0, 1] (or the metric's natural range) of ``prediction`` against ``episode``."""
+        """Score in [0, 1] (or the metric's natural range) of ``prediction`` against ``episode``: by default
+        the registered metric ``self.metric`` (:func:`~namm_suite.tasks.metrics.score_episode`); a task
+        overrides it only when scoring needs more than the episode (an environment's return, say)."""
+        return score_episode(self.metric, prediction, episode)
 
 
 def with_options(task: Task, options: dict[str, Any]) -> Task:

@@ -128,7 +128,23 @@ def test_infinitebench_scorers_golden():
     assert ib.score_number("3.5", [3.5]) == 1.0 and ib.score_number("3.5", [3]) == 0.0
     assert ib.score_code_run("The return value is: -5", [-5]) == 1.0
     assert ib.score_code_run("no number", [5]) == 0.0
-    assert ib.score_qa_f1("Eiffel Tower", ["nope", "Eiffel Tower"]) == 1.0
+
+
+def test_one_metric_registry_scores_every_task():
+    """Every task that scores through the registry names a registered metric; per-episode metrics see the raw
+    labels, per-reference ones the best reference (InfiniteBench QA = LongBench's F1, best over labels)."""
+    from namm_suite.tasks import TASKS, Episode, Task
+    from namm_suite.tasks.metrics import score_episode
+
+    unscored = [name for name in TASKS.names()
+                if TASKS.get(name).score is Task.score and TASKS.get(name).metric not in METRICS]
+    assert not unscored
+    assert TASKS.get("infinitebench_longbook_qa_eng").metric == "qa_f1_score"
+    qa = Episode("t", "0", {}, ("nope", "Eiffel Tower"), scoring={"labels": ["nope", "Eiffel Tower"]})
+    assert score_episode("qa_f1_score", "Eiffel Tower", qa) == 1.0
+    number = Episode("t", "0", {}, ("3",), scoring={"labels": [3]})
+    assert score_episode("number_match", "3.5", number) == 0.0 and score_episode("number_match", "3", number) == 1.0
+    assert score_episode("accuracy", "(B) blue", Episode("t", "0", {}, ("B",), scoring={"all_classes": ["A", "B"]}))
 
 
 texts = st.text(alphabet=st.sampled_from(list("abc xyz.,!北京")), max_size=40)

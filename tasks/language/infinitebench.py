@@ -12,21 +12,22 @@ Prompts are InfiniteBench's chat-model (``gpt4``) templates, filled as ``create_
 ``input``; ``OPTION_A``..``OPTION_D`` the options; math_find's ``prefix`` and code_run's ``func``/``func_call``
 are parsed from ``input``), then cut in the middle to ``TaskContext.length - max_new_tokens`` tokens. Scorers
 re-implement ``compute_scores.py`` ``get_score_one_<task>`` (0 or 1, or F1 for the QA tasks), quirks
-included; an empty prediction scores 0 where the original would raise. Templates, answer budgets and
-scorer names are declared in ``infinitebench.yaml``.
+included; an empty prediction scores 0 where the original would raise. The scorers are registered in the
+one metric registry (per episode, over the raw labels); the QA tasks use LongBench's ``qa_f1_score`` /
+``qa_f1_zh_score``, the best over the labels, as ``get_score_one_longbook_qa_*``. Templates, answer budgets
+and metric names are declared in ``infinitebench.yaml``, in the benchmark schema of :mod:`.longbench`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..base import Episode, Task, TaskContext, TaskDataError, register_task, with_options
+from ..base import Episode, Task, TaskContext, register_task, with_options
+from ..metrics import metric, score_episode
 from ..sources import Record, find_data_file, iter_jsonl, read_yaml
-from .longbench import HERE, template_fields
-from .metrics import qa_f1_score, qa_f1_zh_score
+from .longbench import DatasetSpec, parse_spec
 from .truncation import prompt_budget, truncate_middle
 
 Labels = list[Any]
@@ -54,24 +55,16 @@ def _squeeze(text: str, chars: list[str]) -> str:
     return text
 
 
+@metric("first_int_match", per_reference=False)
 def score_first_int(prediction: str, labels: Labels) -> float:
     """passkey, number_string: the first integer in the prediction equals the label."""
     return float(str(labels[0]) == first_int_match(prediction))
 
 
+@metric("kv_word_match", per_reference=False)
 def score_kv(prediction: str, labels: Labels) -> float:
     """kv_retrieval: the label is one of the prediction's words (split on punctuation and quotes)."""
     return float(str(labels[0]) in _words(prediction, "\n:\"'.,?!{}"))
-
-
-def score_qa_f1(prediction: str, labels: Labels) -> float:
-    """longbook_qa_eng: best word F1 over the labels."""
-    return max([0.0] + [qa_f1_score(prediction, str(label)) for label in labels])
-
-
-def score_qa_f1_zh(prediction: str, labels: Labels) -> float:
-    """longbook_qa_chn: best character F1 over the labels."""
-    return max([0.0] + [qa_f1_zh_score(prediction, str(label)) for label in labels])
 
 
 def _after_prefix(pred: str, prefixes: tuple[str, ...]) -> str | None:
@@ -84,6 +77,7 @@ def _after_prefix(pred: str, prefixes: tuple[str, ...]) -> str | None:
     return None
 
 
+@metric("choice_accuracy", per_reference=False)
 def score_choice(prediction: str, labels: Labels) -> float:
     """longbook_choice_eng: a leading letter, a letter/text after "answer is" etc., or the first word that is
     a substring of "ABCD" (the original's ``word in "ABCD"``) must match ``[text, letter]``."""
@@ -101,6 +95,7 @@ def score_choice(prediction: str, labels: Labels) -> float:
     return 0.0
 
 
+@metric("code_debug_match", per_reference=False)
 def score_code_debug(prediction: str, labels: Labels) -> float:
     """code_debug: "<letter>." / "<letter>:" at the start, or the letter or function name right after
     "answer is:", "is:" or "answer:"."""
@@ -114,11 +109,13 @@ def score_code_debug(prediction: str, labels: Labels) -> float:
     return 0.0
 
 
+@metric("name_match", per_reference=False)
 def score_name(prediction: str, labels: Labels) -> float:
     """longdialogue_qa_eng: the label is one of the prediction's upper-cased words."""
     return float(str(labels[0]) in [w.upper() for w in _words(prediction, "\n:\"'.,?!{}")])
 
 
+@metric("number_match", per_reference=False)
 def score_number(prediction: str, labels: Labels) -> float:
     """math_find: the first number in the prediction equals the label (int or float)."""
     label = labels[0]
@@ -131,6 +128,7 @@ def score_number(prediction: str, labels: Labels) -> float:
     return float(float(text) == float(label))
 
 
+@metric("code_run_match", per_reference=False)
 def score_code_run(prediction: str, labels: Labels) -> float:
     """code_run: the prediction's last word is the integer label."""
     words = _words(prediction.strip(), "\n.`'\":")
@@ -140,34 +138,29 @@ def score_code_run(prediction: str, labels: Labels) -> float:
         return 0.0
 
 
-SCORERS: dict[str, Callable[[str, Labels], float]] = {
-    "first_int_match": score_first_int, "kv_word_match": score_kv, "qa_f1_score": score_qa_f1,
-    "qa_f1_zh_score": score_qa_f1_zh, "choice_accuracy": score_choice, "code_debug_match": score_code_debug,
-    "name_match": score_name, "number_match": score_number, "code_run_match": score_code_run,
-}
-
-
 class InfiniteBenchTask(Task):
     """One InfiniteBench task (see the module docstring); made per task by :func:`register_infinitebench`."""
 
-    task: str
-    prompt: str
-    max_new_tokens: int
-    scorer: str
+    spec: DatasetSpec
     file_name: str
     chat = True
+
+    @property
+    def task(self) -> str:
+        """The task's name in InfiniteBench (``kv_retrieval``)."""
+        return self.spec.dataset
 
     def episodes(self, context: TaskContext) -> list[Episode]:
         with_options(self, context.options)
         budget = None
         if context.tokenizer is not None:
-            budget = prompt_budget(context.length, self.max_new_tokens, self.name)
+            budget = prompt_budget(context.length, self.spec.max_new_tokens, self.name)
         out: list[Episode] = []
         for record in iter_jsonl(find_data_file(self.name, context.data_path, self.file_name, "infinitebench")):
             if context.limit is not None and len(out) >= context.limit:
                 break
             labels = self.labels(record)
-            prompt = self.prompt.format(**self.fields(record))
+            prompt = self.spec.prompt.format(**self.fields(record))
             metadata: dict[str, Any] = {"line": record.line}
             if budget is not None:
                 prompt, n_tokens, truncated = truncate_middle(prompt, context.tokenizer, budget)
@@ -175,7 +168,7 @@ class InfiniteBenchTask(Task):
             episode_id = str(record.get("id", (str, int), default=f"line{record.line}"))
             out.append(Episode(task=self.name, episode_id=episode_id, inputs={"prompt": prompt, "chat": self.chat},
                                references=tuple(str(label) for label in labels),
-                               max_new_tokens=self.max_new_tokens, metadata=metadata, scoring={"labels": labels}))
+                               max_new_tokens=self.spec.max_new_tokens, metadata=metadata, scoring={"labels": labels}))
         return out
 
     def labels(self, record: Record) -> Labels:
@@ -218,33 +211,25 @@ class InfiniteBenchTask(Task):
 
     def score(self, prediction: str, episode: Episode) -> float:
         """The task's InfiniteBench scorer (1/0, or F1 for the QA tasks)."""
-        return SCORERS[self.scorer](prediction, episode.scoring["labels"])
+        return score_episode(self.spec.metric, prediction, episode)
 
 
 def register_infinitebench(path: Path) -> list[str]:
-    """Register one task per entry of ``tasks`` in ``infinitebench.yaml``; returns the names."""
+    """Register one task per entry of ``datasets`` in ``infinitebench.yaml`` (the benchmark schema of
+    :func:`.longbench.register_benchmark`); returns the names."""
     doc = read_yaml(path)
-    data = doc.data
+    data = doc.data if isinstance(doc.data, dict) else {}
+    for key in ("source", "task_prefix", "file", "datasets"):
+        if key not in data:
+            raise doc.error("is missing", key)
+    allowed = set(data.get("template_fields", TEMPLATE_FIELDS))
     names = []
-    for task, entry in data["tasks"].items():
-        for key, kind in (("prompt", str), ("scorer", str), ("max_new_tokens", int), ("description", str)):
-            if not isinstance(entry.get(key), kind):
-                raise doc.error(f"expected {kind.__name__}", "tasks", task, key)
-        if entry["scorer"] not in SCORERS:
-            raise doc.error(f"unknown scorer; valid: {', '.join(SCORERS)}", "tasks", task, "scorer")
-        unknown = set(template_fields(entry["prompt"])) - TEMPLATE_FIELDS
-        if unknown:
-            raise TaskDataError(f"unknown template fields {sorted(unknown)}", path, doc.line("tasks", task, "prompt"),
-                                "prompt")
-        name = data["task_prefix"] + task
-        file_name = data["file"].format(task=task)
+    for task, entry in data["datasets"].items():
+        spec = parse_spec(doc, ("datasets", task), entry, task, allowed)
+        file_name = data["file"].format(dataset=task)
         cls = type("InfiniteBench" + "".join(p.capitalize() for p in task.split("_")) + "Task", (InfiniteBenchTask,), {
-            "task": task, "prompt": entry["prompt"], "max_new_tokens": entry["max_new_tokens"],
-            "scorer": entry["scorer"], "metric": entry["scorer"], "file_name": file_name,
-            "source": f"{data['source']}; {file_name}", "description": entry["description"],
-            "__doc__": f"InfiniteBench {task}: {entry['description']}", "__module__": __name__})
-        names.append(register_task(name)(cls).name)
+            "spec": spec, "metric": spec.metric, "file_name": file_name,
+            "source": f"{data['source']}; {file_name}", "description": spec.description,
+            "__doc__": f"InfiniteBench {task}: {spec.description}", "__module__": __name__})
+        names.append(register_task(data["task_prefix"] + task)(cls).name)
     return names
-
-
-INFINITEBENCH_TASKS = register_infinitebench(HERE / "infinitebench.yaml")

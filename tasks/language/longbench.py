@@ -17,7 +17,7 @@ Prompts are cut in the middle to ``TaskContext.length - max_new_tokens`` tokens 
 ``first_line: true`` only the first line of the prediction is scored.
 
 ``TaskContext.data_path`` is the JSONL file itself, or a folder holding ``<file>`` or ``<benchmark>/<file>``.
-The benchmarks are declared in YAML next to this module (``longbench.yaml``, ``choubun.yaml``).
+The benchmarks are declared in YAML next to this module and registered lazily (:mod:`.benchmarks`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 from ..base import Episode, Task, TaskContext, register_task, with_options
 from ..sources import Record, YamlDoc, find_data_file, iter_jsonl, read_yaml
-from .metrics import METRICS, best_score
+from ..metrics import METRICS, best_score
 from .truncation import prompt_budget, truncate_middle
 
 HERE = Path(__file__).resolve().parent
@@ -217,5 +217,3 @@ def register_benchmark(path: Path) -> list[str]:
                       length_buckets=bool(variant.get("length_buckets", False)), **common)
     return names
 
-
-LONGBENCH_TASKS = register_benchmark(HERE / "longbench.yaml")

@@ -1,8 +1,9 @@
 """Text metrics of the long-context benchmarks, re-implemented without their third-party packages.
 
 Every metric scores one prediction against one reference answer, ``metric(prediction, reference,
-all_classes=None) -> float`` in [0, 1], and is registered in :data:`METRICS` under its published name;
-:func:`best_score` takes the maximum over a list of references, as LongBench's ``scorer`` does.
+all_classes=None) -> float`` in [0, 1], and is registered in the one metric registry
+(:data:`namm_suite.tasks.metrics.METRICS`) under its published name; :func:`best_score` takes the maximum
+over a list of references, as LongBench's ``scorer`` does.
 
 Sources and deliberate differences:
 
@@ -26,30 +27,16 @@ import difflib
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from namm_suite.registry import Registry
-
+from ..metrics import METRICS, best_score, metric
 from .rouge import rouge_l_f
 
-Metric = Callable[..., float]
-METRICS: Registry[Metric] = Registry("metric")
+__all__ = ["METRICS", "best_score", "metric"]  # re-exported: the registry lives in tasks/metrics.py
 
 _ZH_PUNCTUATION = "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏."
 _ALL_PUNCTUATION = set(string.punctuation + _ZH_PUNCTUATION)
 _EN_PUNCTUATION = set(string.punctuation)
-
-
-def metric(name: str) -> Callable[[Metric], Metric]:
-    """Decorator registering a per-reference metric under ``name``."""
-    return METRICS.register(name)
-
-
-def best_score(name: str, prediction: str, references: Sequence[str],
-               all_classes: Sequence[str] | None = None) -> float:
-    """Maximum of metric ``name`` over ``references`` (0.0 when there are none)."""
-    fn = METRICS.get(name)
-    return max([0.0] + [float(fn(prediction, ref, all_classes=all_classes)) for ref in references])
 
 
 def normalize_answer(text: str) -> str:
@@ -183,6 +170,7 @@ def code_sim_score(prediction: str, reference: str, **_) -> float:
     return fuzz_ratio(line, reference) / 100
 
 
+@metric("fraction_present", per_reference=False)
 def fraction_present(prediction: str, references: Sequence[str]) -> float:
     """Share of ``references`` found (case-insensitively) in the prediction: RULER's ``string_match_all``
     for one sample, used by variable tracking."""

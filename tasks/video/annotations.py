@@ -17,7 +17,6 @@ from typing import Any
 
 from ..base import Episode, Task, TaskDataError
 from ..sources import Record
-from .prompts import letter_accuracy
 
 INVALID = "invalid"
 
@@ -84,7 +83,7 @@ def check_valid(inputs: dict[str, Any]) -> None:
 @dataclass
 class MultipleChoiceVideoTask(Task):
     """What the LongVideoBench and MLVU tasks share: frames sampled per video, strict or per-record errors,
-    and letter accuracy over each episode's ``scoring["n_options"]`` candidates."""
+    and letter accuracy (metric ``accuracy``) over each episode's option letters ``scoring["all_classes"]``."""
 
     frames: int = 32
     strict: bool = False
@@ -96,5 +95,3 @@ class MultipleChoiceVideoTask(Task):
         if self.frames <= 0:
             raise TaskDataError(f"must be > 0, got {self.frames}", field="frames")
 
-    def score(self, prediction: str, episode: Episode) -> float:
-        return letter_accuracy(prediction, episode.references[0], episode.scoring["n_options"])

@@ -50,7 +50,8 @@ class LongVideoBench(MultipleChoiceVideoTask):
                 self.name, episode_id,
                 {"video": str(videos / record.text("video_path")), "frames": task.frames,
                  "question": longvideobench_prompt(record.text("question"), options)},
-                (LETTERS[choice],), max_new_tokens=8, metadata=metadata, scoring={"n_options": len(options)},
+                (LETTERS[choice],), max_new_tokens=8, metadata=metadata,
+                scoring={"all_classes": list(LETTERS[:len(options)])},
             )
 
         return build_episodes(self.name, read_json_list(path), build, task.strict, context.limit)

@@ -69,7 +69,7 @@ class MLVU(MultipleChoiceVideoTask):
                     {"video": str(videos / record.text("video")), "frames": task.frames,
                      "question": mlvu_prompt(record.text("question"), options)},
                     (LETTERS[options.index(answer)],), max_new_tokens=8, metadata=metadata,
-                    scoring={"n_options": len(options)},
+                    scoring={"all_classes": list(LETTERS[:len(options)])},
                 )
 
             remaining = None if context.limit is None else context.limit - len(episodes)

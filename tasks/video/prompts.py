@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ..metrics import metric
+
 LETTERS = "ABCDEFGHIJ"
 LVB_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 MLVU_INSTRUCTION = "Only give the best option."
@@ -56,3 +58,17 @@ def chosen_letter(prediction: str, n_options: int) -> str | None:
 def letter_accuracy(prediction: str, correct: str, n_options: int) -> float:
     """1.0 when ``prediction`` picks option letter ``correct``, else 0.0."""
     return float(chosen_letter(prediction, n_options) == correct)
+
+
+@metric("accuracy")
+def option_accuracy(prediction: str, reference: str, all_classes: Sequence[str] | None = None, **_) -> float:
+    """Multiple choice: 1.0 when ``prediction`` picks the option letter ``reference`` among the
+    ``len(all_classes)`` options (letters A..), else 0.0."""
+    return letter_accuracy(prediction, reference, len(all_classes or LETTERS))
+
+
+@metric("exact_match")
+def first_word_match(prediction: str, reference: str, **_) -> float:
+    """One-word answers (synthetic clips): the prediction's first word, lower-cased, equals ``reference``."""
+    words = prediction.strip().lower().split()
+    return float(bool(words) and words[0] == reference)

@@ -85,9 +85,6 @@ class SyntheticVideoTask(Task):
     def episodes(self, context: TaskContext) -> list[Episode]:
         return with_options(self, context.options)._episodes(context)
 
-    def score(self, prediction: str, episode: Episode) -> float:
-        words = prediction.strip().lower().split()
-        return float(bool(words) and words[0] == episode.references[0])
 
 
 @register_task("video_needle")
