@@ -1,4 +1,9 @@
-"""The ``namm`` command. Imports are lazy so that ``namm --help`` is instant."""
+"""The ``namm`` command. Imports are lazy so that ``namm --help`` and argument errors are instant.
+
+Exit codes: 0 success; 2 bad input (a bad option, file or value: one line on stderr naming it and the fix);
+1 a failed run (episodes that failed, an unexpected error); 130 interrupted (Ctrl-C). Tracebacks only
+with ``-v``.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,45 @@ import sys
 from pathlib import Path
 
 
+# the embedded model each adapter runs when `namm run` gets no --model
+DEFAULT_MODELS = {"language": "smollm2-135m", "video": "tiny-video-llm", "decision": "dt-hopper",
+                  "decision-window": "dt-hopper"}
+
+
+class SweepFailed(Exception):
+    """A run that finished but whose episodes failed (exit 1)."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless its help already names one or the default is empty."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "default" in (action.help or "") or action.default in (None, False, [], argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _positive(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
     if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
     return number
+
+
+def _task_option(value: str) -> tuple[str, object]:
+    """``KEY=VALUE`` (``TASK.KEY=VALUE`` for one task of the sweep); the value is read as YAML."""
+    import yaml
+
+    key, sep, raw = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. frames=16), got {value!r}")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key.strip(), raw
 
 
 def _default_namm() -> str | None:
@@ -28,7 +67,8 @@ def _namm_checkpoint(value: str) -> str | None:
 def _add_memory_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default="full", help="memory policy name (see `namm policies`)")
     parser.add_argument("--cache-size", type=_positive, default=None,
-                        help="tokens kept per KV head at each memory update (a cap for the NAMM)")
+                        help="tokens kept per KV head at each memory update (a cap for the NAMM; needed by "
+                        "budgeted policies)")
     parser.add_argument("--update-every", type=_positive, default=64,
                         help="tokens between memory updates (paper: 512; a multiple of 16 for the NAMM)")
     _add_namm_args(parser)
@@ -57,6 +97,7 @@ def build_manager(args: argparse.Namespace):
     if args.policy == "namm":
         options = {"checkpoint": args.namm_checkpoint, "selection": args.selection}
     policy = create_policy(args.policy, **options)
+    policy.check_update_every(args.update_every)
     budget = args.cache_size if POLICIES.get(args.policy).uses_budget or args.policy == "namm" else None
     return MemoryManager(policy, MemoryConfig(update_every=args.update_every, budget=budget))
 
@@ -72,17 +113,9 @@ def cmd_policies(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    prompt = _read_prompt(args)  # before the heavy imports: a bad prompt fails at once
     from .adapters.language import LanguageAdapter
 
-    if args.prompt_file is not None:
-        path = Path(args.prompt_file)
-        if not path.is_file():
-            raise SystemExit(f"namm generate: prompt file not found: {path}")
-        prompt = path.read_text(encoding="utf-8")
-    elif args.prompt is not None:
-        prompt = args.prompt
-    else:
-        raise SystemExit("namm generate: give --prompt-file FILE or --prompt TEXT")
     manager = build_manager(args)
     adapter = LanguageAdapter.from_pretrained(args.model)
     result = adapter.generate(prompt, manager, max_new_tokens=args.max_new_tokens, chat=not args.no_chat)
@@ -97,21 +130,57 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _csv(kind):
-    def parse(value: str) -> list:
+def _read_prompt(args: argparse.Namespace) -> str:
+    """The prompt of ``namm generate``: ``--prompt-file`` (UTF-8) or ``--prompt``; never empty."""
+    if args.prompt_file is not None:
+        path = Path(args.prompt_file)
+        if path.is_dir():
+            raise ValueError(f"prompt file {path} is a folder: give a text file")
+        if not path.is_file():
+            raise FileNotFoundError(f"prompt file not found: {path}")
+        data = path.read_bytes()
         try:
-            return [kind(v) for v in value.split(",") if v.strip()]
+            prompt = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data[: err.start].count(b"\n") + 1
+            raise ValueError(f"{path}:{line}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+    elif args.prompt is not None:
+        prompt = args.prompt
+    else:
+        raise ValueError("give --prompt-file FILE or --prompt TEXT")
+    if not prompt.strip():
+        raise ValueError("the prompt is empty: give some text with --prompt or --prompt-file")
+    return prompt
+
+
+def _csv(kind, what: str):
+    def parse(value: str) -> list:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        try:
+            return [kind(v) for v in items]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {value!r}") from None
+            bad = next(v for v in items if not _parses(kind, v))
+            raise argparse.ArgumentTypeError(f"{bad!r} is not {what} (in {value!r})") from None
     return parse
+
+
+def _parses(kind, value: str) -> bool:
+    try:
+        kind(value)
+    except ValueError:
+        return False
+    return True
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from .tasks import describe_tasks
 
     _load_include_paths(args)
-    for spec in describe_tasks():
-        print(f"{spec.name:24s} {spec.modality:9s} {spec.metric:22s} {spec.source}")
+    rows = [("TASK", "MODALITY", "METRIC", "SOURCE")] + [
+        (spec.name, spec.modality, spec.metric, spec.source) for spec in describe_tasks()]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3])
     return 0
 
 
@@ -120,14 +189,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _load_include_paths(args)
     config = SweepConfig(
-        tasks=args.task, policies=args.policy, cache_sizes=args.cache_size, adapter=args.adapter, model=args.model,
+        tasks=args.task, policies=args.policy, cache_sizes=args.cache_size, adapter=args.adapter,
+        model=args.model or DEFAULT_MODELS.get(args.adapter, DEFAULT_MODELS["language"]),
         seeds=args.seed, limit=args.limit, length=args.length, update_every=args.update_every,
         namm_checkpoint=args.namm_checkpoint, selection=args.selection, namm_cap=args.namm_cap,
-        data_path=args.data_path,
+        data_path=args.data_path, task_options=_scoped(args.task_option or []),
     )
-    written = run_sweep(config, Path(args.out))
-    print(f"{written} new result rows in {args.out}")
+    summary = run_sweep(config, Path(args.out), retry_errors=args.retry_errors)
+    print(f"{summary.written} new result rows in {args.out}")
+    if summary.failed:
+        raise SweepFailed(f"{len(summary.failed)} of {summary.cells} episodes failed (first: "
+                          f"{summary.failed[0]['error']}); tracebacks in {summary.log}; fix the cause and rerun "
+                          "with --retry-errors")
     return 0
+
+
+def _scoped(pairs: list[tuple[str, object]]) -> dict:
+    """``--task-option`` pairs as task options: ``TASK.KEY`` goes under the task's own entry."""
+    options: dict = {}
+    for key, value in pairs:
+        task, dot, name = key.rpartition(".")
+        if dot:
+            options.setdefault(task, {})[name] = value
+        else:
+            options[key] = value
+    return options
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -137,8 +223,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"results file not found: {path}")
-    for written in write_report(paths, Path(args.out), title=args.title):
+    report = write_report(paths, Path(args.out), title=args.title)
+    for written in report.paths:
         print(f"wrote {written}")
+    if report.failed:
+        print(f"namm report: {report.failed} failed episodes in {len(report.failed_cells)} cells are listed "
+              f"under 'Failed episodes' in {args.out}", file=sys.stderr)
+    if not report.ok_rows:
+        raise SweepFailed(f"no successful rows in {', '.join(map(str, paths))}: every episode failed "
+                          f"(see 'Failed episodes' in {args.out})")
     return 0
 
 
@@ -195,23 +288,41 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor(skip=tuple(args.skip or ()))
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("namm-suite")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="namm", description="Benchmark suite for learned KV-cache memory.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    formatter = _HelpFormatter
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log at INFO level and show tracebacks")
+    parser = argparse.ArgumentParser(prog="namm", description="Benchmark suite for learned KV-cache memory.",
+                                     formatter_class=formatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level and show tracebacks")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("policies", help="list the memory policies").set_defaults(func=cmd_policies)
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=formatter, parents=[common], **kwargs)
 
-    gen = sub.add_parser("generate", help="answer one prompt under a memory policy")
+    command("policies", help="list the memory policies").set_defaults(func=cmd_policies)
+
+    gen = command("generate", help="answer one prompt under a memory policy")
     gen.add_argument("--model", default="smollm2-135m", help="embedded model name or local HF checkpoint dir")
-    gen.add_argument("--prompt-file", default=None)
-    gen.add_argument("--prompt", default=None)
-    gen.add_argument("--max-new-tokens", type=_positive, default=64)
+    gen.add_argument("--prompt-file", default=None, help="UTF-8 text file holding the prompt")
+    gen.add_argument("--prompt", default=None, help="the prompt text (instead of --prompt-file)")
+    gen.add_argument("--max-new-tokens", type=_positive, default=64, help="answer tokens at most")
     gen.add_argument("--no-chat", action="store_true", help="do not wrap the prompt in the chat template")
     _add_memory_args(gen)
     gen.set_defaults(func=cmd_generate)
 
-    demo = sub.add_parser("demo", help="the cross-modal zero-shot transfer table (language, video, decision)")
+    demo = command("demo", help="the cross-modal zero-shot transfer table (language, video, decision)")
     size = demo.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a ~2-minute smoke run (one episode per modality)")
     size.add_argument("--full", action="store_true", help="more episodes, seeds and budgets (takes longer)")
@@ -222,20 +333,30 @@ def main(argv: list[str] | None = None) -> int:
                       help="replace a modality's model, e.g. language=path/to/hf-model (repeatable)")
     demo.set_defaults(func=cmd_demo)
 
-    tasks = sub.add_parser("tasks", help="list the tasks (name, modality, metric, data source)")
+    tasks = command("tasks", help="list the tasks (name, modality, metric, data source)")
     tasks.add_argument("--include-path", action="append", help="folder of user task YAML files")
     tasks.set_defaults(func=cmd_tasks)
 
-    run = sub.add_parser("run", help="sweep adapter x task x policy x cache size x seed into a results file")
-    run.add_argument("--adapter", default="language")
-    run.add_argument("--model", default="smollm2-135m")
-    run.add_argument("--task", type=_csv(str), required=True, help="task name(s), comma-separated")
-    run.add_argument("--policy", type=_csv(str), required=True, help="policy name(s), comma-separated")
-    run.add_argument("--cache-size", type=_csv(int), default=[], help="tokens per KV head, comma-separated")
-    run.add_argument("--seed", type=_csv(int), default=[0])
-    run.add_argument("--limit", type=_positive, default=None, help="episodes per task and seed")
+    run = command("run", help="sweep adapter x task x policy x cache size x seed into a results file")
+    run.add_argument("--adapter", default="language", help="language, video, decision or decision-window")
+    run.add_argument("--model", default=None,
+                     help="embedded model name or local checkpoint folder (default: the adapter's embedded "
+                     "model: smollm2-135m, tiny-video-llm, dt-hopper)")
+    run.add_argument("--task", type=_csv(str, "a task name"), required=True,
+                     help="task name(s), comma-separated (see `namm tasks`)")
+    run.add_argument("--policy", type=_csv(str, "a policy name"), required=True,
+                     help="policy name(s), comma-separated (see `namm policies`)")
+    run.add_argument("--cache-size", type=_csv(int, "an integer number of tokens"), default=[],
+                     help="tokens per KV head, comma-separated (needed by budgeted policies)")
+    run.add_argument("--seed", type=_csv(int, "an integer seed"), default=[0], help="seeds, comma-separated")
+    run.add_argument("--limit", type=_positive, default=None, help="episodes per task and seed (default: all)")
     run.add_argument("--length", type=_positive, default=1024, help="prompt tokens (synthetic) or window")
-    run.add_argument("--update-every", type=_positive, default=64)
+    run.add_argument("--update-every", type=_positive, default=64,
+                     help="tokens between memory updates (a multiple of 16 for the NAMM)")
+    run.add_argument("--task-option", type=_task_option, action="append", metavar="[TASK.]KEY=VALUE",
+                     help="a task option, e.g. frames=16 or hopper.target_return=3600 (repeatable; see the "
+                     "task's documentation); recorded in every row")
+    run.add_argument("--retry-errors", action="store_true", help="run episodes that failed before again")
     _add_namm_args(run)
     run.add_argument("--namm-cap", action="store_true", help="also run the NAMM capped at each cache size")
     run.add_argument("--data-path", default=None, help="local data for loader tasks")
@@ -243,47 +364,67 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", required=True, help="results JSONL (appended; finished episodes are skipped)")
     run.set_defaults(func=cmd_run)
 
-    report = sub.add_parser("report", help="markdown table + PNG of score vs cache size from results")
-    report.add_argument("results", nargs="+")
+    report = command("report", help="markdown table + PNG of score vs cache size from results")
+    report.add_argument("results", nargs="+", help="results JSONL file(s) of `namm run`")
     report.add_argument("--out", required=True, help="markdown file; figures are written beside it")
-    report.add_argument("--title", default=None)
+    report.add_argument("--title", default=None, help="report title (default: 'Score vs cache size')")
     report.set_defaults(func=cmd_report)
 
-    evolve = sub.add_parser("evolve", help="evolve a NAMM with CMA-ES (resumes from OUT/state.pkl)")
+    evolve = command("evolve", help="evolve a NAMM with CMA-ES (resumes from OUT/state.pkl)")
     evolve.add_argument("config", help="evolution YAML (see configs/)")
-    evolve.add_argument("--out", required=True)
+    evolve.add_argument("--out", required=True, help="run folder (state, log, checkpoints)")
     evolve.add_argument("--generations", type=_positive, default=None, help="stop after this many more")
-    evolve.add_argument("--workers", type=_positive, default=None)
-    evolve.add_argument("--backend", choices=["local", "ray"], default=None)
+    evolve.add_argument("--workers", type=_positive, default=None, help="parallel workers (default: config)")
+    evolve.add_argument("--backend", choices=["local", "ray"], default=None, help="default: config")
     evolve.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
     evolve.set_defaults(func=cmd_evolve)
 
-    evo_report = sub.add_parser("evolution-report", help="fitness curve + table of an evolution run")
+    evo_report = command("evolution-report", help="fitness curve + table of an evolution run")
     evo_report.add_argument("run", help="the --out folder of `namm evolve`")
     evo_report.add_argument("--out", required=True, help="markdown file; the PNG is written beside it")
     evo_report.set_defaults(func=cmd_evolution_report)
 
-    lm_eval = sub.add_parser("lm-eval", help="run lm-eval tasks through a memory policy")
+    lm_eval = command("lm-eval", help="run lm-eval tasks through a memory policy")
     lm_eval.add_argument("--model-args", required=True,
                          help="e.g. pretrained=smollm2-135m,policy=h2o,cache_size=256,update_every=64")
-    lm_eval.add_argument("--tasks", required=True)
-    lm_eval.add_argument("--include-path", default=None)
-    lm_eval.add_argument("--limit", type=_positive, default=None)
+    lm_eval.add_argument("--tasks", required=True, help="lm-eval task names, comma-separated")
+    lm_eval.add_argument("--include-path", default=None, help="folder of extra lm-eval task YAML files")
+    lm_eval.add_argument("--limit", type=_positive, default=None, help="examples per task (default: all)")
     lm_eval.set_defaults(func=cmd_lm_eval)
 
-    doctor = sub.add_parser("doctor", help="check the installation (torch, transformers, model, MuJoCo, video)")
+    doctor = command("doctor", help="check the installation (torch, transformers, model, MuJoCo, video)")
     doctor.add_argument("--skip", action="append", metavar="CHECK",
                         help="skip a check by name, e.g. --skip 'embedded model' (repeatable)")
     doctor.set_defaults(func=cmd_doctor)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    return _run_command(args, verbose)
+
+
+def _run_command(args: argparse.Namespace, verbose: bool) -> int:
+    """Run the subcommand; errors become one line on stderr and an exit code (see the module docstring)."""
+    from .results import ResultsError
+
     try:
         return args.func(args)
-    except (KeyError, ValueError, OSError, RuntimeError) as err:  # bad input or environment: one line, no traceback
-        print(f"namm {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"namm {args.command}: interrupted; finished rows are kept, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001  (every error is one line; the traceback with -v)
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        bad_input = isinstance(err, (KeyError, ValueError, OSError, ResultsError))
+        message = " ".join(str(err).split()) or type(err).__name__
+        if not bad_input and not isinstance(err, SweepFailed):
+            message = f"{type(err).__name__}: {message} (rerun with -v for the traceback)"
+        print(f"namm {args.command}: error: {message}", file=sys.stderr)
+        return 2 if bad_input else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Reports from result rows: markdown tables of score vs cache size and score-vs-kept-tokens figures.
 
-Tables and figures are generated from the JSONL rows only, never edited by hand.
+Tables and figures are generated from the JSONL rows only, never edited by hand. A resume key counts once
+(the row written last wins, so a retried episode replaces its error row and a file that two sweeps wrote
+is not double-counted); failed episodes are listed by cell, never averaged.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +54,19 @@ def policy_label(row: dict[str, Any]) -> str:
     return f"{label} [{Path(checkpoint).name if checkpoint else 'θ=0'}]"
 
 
+def latest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with one row per resume key, the last written, in file order (rows without a key kept)."""
+    last = {row["key"]: index for index, row in enumerate(rows) if "key" in row}
+    return [row for index, row in enumerate(rows) if "key" not in row or last[row["key"]] == index]
+
+
 def aggregate(rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str] | None = None
               ) -> dict[str, dict[tuple[str, int | None], Cell]]:
-    """``task -> (policy label, cache_size) -> Cell`` over the rows with status ok (``label`` names a
-    row's policy; default :func:`policy_label`)."""
+    """``task -> (policy label, cache_size) -> Cell`` over the rows with status ok, each resume key once
+    (``label`` names a row's policy; default :func:`policy_label`)."""
     label_of = label or policy_label
     cells: dict[str, dict[tuple[str, int | None], Cell]] = defaultdict(dict)
-    for row in rows:
+    for row in latest_per_key(rows):
         if row.get("status", "ok") != "ok":
             continue
         cell = cells[row["task"]].setdefault((label_of(row), row.get("cache_size")), Cell([], []))
@@ -90,31 +98,35 @@ def markdown_table(task: str, cells: dict[tuple[str, int | None], Cell]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(task: str, cells: dict[tuple[str, int | None], Cell], path: Path) -> None:
-    """Score against mean kept tokens per head: one line per budgeted policy, self-sized policies as
-    single points (the full cache as a horizontal reference)."""
+def plot(task: str, cells: dict[tuple[str, int | None], Cell], path: Path, metric: str = "score",
+         subtitle: str = "") -> None:
+    """Score (``metric``, the y axis) against mean kept tokens per head: one line per budgeted policy,
+    self-sized policies as single points, the full cache as a horizontal reference; one distinct colour
+    per policy, the legend outside the axes. The title is the task and ``subtitle`` (model, length, n)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.0, 4.4), dpi=110)
     by_policy: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for (policy, size), cell in cells.items():
         by_policy[policy].append((cell.mean_kept, cell.mean, cell.stderr))
-    for policy in sorted(by_policy):
+    colours = plt.get_cmap("tab10" if len(by_policy) <= 10 else "tab20").colors
+    for index, policy in enumerate(sorted(by_policy)):
         points = sorted(by_policy[policy])
         xs, ys, es = zip(*points, strict=True)
         if policy == "full":
             ax.axhline(ys[0], color="black", linestyle="--", linewidth=1, label=f"full ({xs[0]:.0f} kept)")
             continue
         style = "*" if policy.startswith("namm") and len(points) == 1 else "o-"
-        ax.errorbar(xs, ys, yerr=es, fmt=style, capsize=2, markersize=9 if style == "*" else 4, label=policy)
+        ax.errorbar(xs, ys, yerr=es, fmt=style, capsize=2, markersize=9 if style == "*" else 4, label=policy,
+                    color=colours[index % len(colours)])
     ax.set_xlabel("mean tokens kept per KV head")
-    ax.set_ylabel("score")
-    ax.set_title(task)
+    ax.set_ylabel(f"{metric} (mean ± s.e.)")
+    ax.set_title(f"{task}\n{subtitle}" if subtitle else task, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     save_figure_atomic(fig, path)
 
@@ -130,26 +142,78 @@ def _sweep_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(results: list[Path], out: Path, title: str | None = None) -> list[Path]:
-    """Write ``out`` (.md) with one table per task and ``out`` stem + ``_<task>.png`` figures (one figure
-    named ``out.png`` when there is a single task). Returns the written paths."""
-    rows = [row for path in results for row in _sweep_rows(path)]
+@dataclass
+class Report:
+    """What :func:`write_report` wrote: ``paths`` (markdown first, then figures), ``ok_rows`` counted,
+    ``failed`` error rows and their ``failed_cells`` ``(task, policy label, cache size, count, first error)``."""
+
+    paths: list[Path]
+    ok_rows: int
+    failed: int
+    failed_cells: list[tuple[str, str, int | None, int, str]] = field(default_factory=list)
+
+
+def failed_cells(rows: list[dict[str, Any]]) -> list[tuple[str, str, int | None, int, str]]:
+    """``(task, policy label, cache size, failed episodes, first error)`` of every cell with error rows."""
+    grouped: dict[tuple[str, str, int | None], list[str]] = defaultdict(list)
+    for row in latest_per_key(rows):
+        if row.get("status", "ok") != "ok":
+            grouped[(row["task"], policy_label(row), row.get("cache_size"))].append(str(row.get("error", "")))
+    return [(*cell, len(errors), errors[0]) for cell, errors in sorted(grouped.items(), key=str)]
+
+
+def failures_table(cells: list[tuple[str, str, int | None, int, str]]) -> str:
+    """Markdown section listing the failed cells (tracebacks: ``<results>.errors.log`` beside the file)."""
+    lines = ["## Failed episodes", "", "Not counted in the tables above; tracebacks are in the "
+             "`<results>.errors.log` file beside each results file.", "",
+             "| task | policy | tokens/head | failed | first error |", "|---|---|---|---|---|"]
+    for task, policy, size, count, error in cells:
+        lines.append(f"| {task} | {policy} | {size or OWN} | {count} | {error.replace('|', '/')[:200]} |")
+    return "\n".join(lines) + "\n"
+
+
+def prompt_length(rows: list[dict[str, Any]]) -> str:
+    """The prompt length rows ran with: measured prompt tokens when rows record them, else ``length``."""
+    measured = [row["extra"]["prompt_tokens"] for row in rows if "prompt_tokens" in (row.get("extra") or {})]
+    if measured:
+        low, high = min(measured), max(measured)
+        return f"{low} tokens" if low == high else f"{low}–{high} tokens (mean {sum(measured) / len(measured):.0f})"
+    lengths = sorted({row.get("length") for row in rows}, key=str)
+    return f"{', '.join(map(str, lengths))} tokens"
+
+
+def write_report(results: list[Path], out: Path, title: str | None = None) -> Report:
+    """Write ``out`` (.md) with one table per task, the failed cells, and ``out`` stem + ``_<task>.png``
+    figures (one figure named ``out.png`` when there is a single task)."""
+    rows = latest_per_key([row for path in results for row in _sweep_rows(path)])
     if not rows:
         raise ValueError(f"no result rows in {', '.join(map(str, results))}")
     cells = aggregate(rows)
+    ok = [row for row in rows if row.get("status", "ok") == "ok"]
+    failures = failed_cells(rows)
     commits = sorted({row.get("provenance", {}).get("git_commit", "unknown") for row in rows})
     models = sorted({row["model"] for row in rows})
     first = rows[0]
     text = [f"# {title or 'Score vs cache size'}", "",
             (f"Model {', '.join(models)}; memory update every {first.get('update_every')} tokens; "
-            f"prompt length {first.get('length')} tokens. Cells: mean score ± standard error over episodes "
+            f"prompt length {prompt_length(ok or rows)}. Cells: mean score ± standard error over episodes "
             f"and seeds, % of the full cache, mean tokens kept per KV head. Generated by `namm report` "
             f"from {', '.join(p.name for p in results)} (commit {', '.join(commits)})."), ""]
+    if failures:
+        text += [f"**{sum(c[3] for c in failures)} episodes failed** in {len(failures)} cells (listed under "
+                 "'Failed episodes' below).", ""]
     written = [out]
     for task in sorted(cells):
         figure = out.with_suffix(".png") if len(cells) == 1 else out.with_name(f"{out.stem}_{task}.png")
-        plot(task, cells[task], figure)
+        task_rows = [row for row in ok if row["task"] == task]
+        counts = sorted({len(cell.scores) for cell in cells[task].values()})
+        n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        subtitle = (f"{', '.join(sorted({row['model'] for row in task_rows}))}, prompt "
+                    f"{prompt_length(task_rows)}, n={n} episodes per point")
+        plot(task, cells[task], figure, metric=task_rows[0].get("metric") or "score", subtitle=subtitle)
         written.append(figure)
         text += [markdown_table(task, cells[task]), f"![{task}]({figure.name})", ""]
+    if failures:
+        text.append(failures_table(failures))
     write_text_atomic(out, "\n".join(text))
-    return written
+    return Report(written, len(ok), sum(c[3] for c in failures), failures)

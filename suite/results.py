@@ -4,10 +4,16 @@ A line is written with a single ``write`` of the whole line under an exclusive `
 fsync'd, so a crash never leaves half a record among finished ones and two processes writing the same
 file lose nothing. A torn last line (power loss mid-write) is ignored when reading and cut away before the
 next append — it never held a finished record.
+
+Concurrent sweeps: a sweep holds :func:`sweep_lock` on its results file from before it reads the finished
+keys until its last row is written, so a second sweep on the same file stops at once with a message naming
+the running one (its pid) instead of running every missing episode twice. Other writers (``append_row``
+from a script) still never lose or tear a line, and ``namm report`` counts each resume key once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -40,6 +46,44 @@ def check_writable(path: Path, reserve: int = 16 * 1024) -> None:
             probe.unlink(missing_ok=True)
     except OSError as err:
         raise ResultsError(f"results file {path} cannot be written: {err.strerror or err}") from None
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file a sweep holds beside its results file ``path``."""
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def sweep_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on results file ``path`` for a whole sweep, or raise :class:`ResultsError`
+    naming the process that holds it. The lock file holds that process's pid and is removed on release;
+    the lock itself is an ``flock``, so a killed sweep never leaves a stale one behind."""
+    target = lock_path(path)
+    while True:
+        handle = open(target, "a+")  # noqa: SIM115  (kept open for the whole sweep)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise ResultsError(f"results file {path} is being written by another sweep (pid {holder}); wait "
+                               "for it to finish or give another --out") from None
+        try:
+            same = os.fstat(handle.fileno()).st_ino == os.stat(target).st_ino
+        except FileNotFoundError:  # the previous holder removed it between our open and lock
+            same = False
+        if same:
+            break
+        handle.close()
+    try:
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        target.unlink(missing_ok=True)
+        handle.close()
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

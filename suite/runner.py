@@ -1,15 +1,24 @@
 """Sweeps: adapter × model × task × policy × cache size × seed → one JSON line per finished episode.
 
 The sweep is resumable: each row carries a key of everything that determines its result, and a rerun
-skips keys already in the results file. Rows are appended atomically (see :mod:`namm_suite.results`).
+skips keys already in the results file — failed episodes included, unless ``retry_errors`` is set. Rows
+are appended atomically (see :mod:`namm_suite.results`) and the whole sweep holds the results file's lock,
+so a second sweep on the same file stops at once instead of running every episode twice.
+
+The key never holds this machine's paths: a NAMM checkpoint enters it by the sha256 of its tensors (from
+its sidecar), and rows record paths relative to the project (see :func:`namm_suite.shipped.portable_path`).
+A failed episode is a row with ``status: "error"``, one line on stderr and its traceback in
+``<results>.errors.log``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +36,8 @@ from rich.progress import (
 from .manager import MemoryConfig, MemoryManager
 from .policies import POLICIES, create_policy
 from .provenance import provenance
-from .results import append_row, check_writable, read_rows
+from .results import append_row, check_writable, read_rows, sweep_lock
+from .shipped import portable_path
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +73,15 @@ class SweepConfig:
     task_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from .tasks import TASKS
+        from .tasks import TASKS, with_options
 
         for name in self.tasks:
-            TASKS.get(name)
+            with_options(TASKS.get(name)(), self.task_options)  # unknown options and bad values are named
         for name in self.policies:
-            POLICIES.get(name)
+            POLICIES.get(name).check_update_every(self.update_every)
+        for seed in self.seeds:
+            if int(seed) < 0:
+                raise ValueError(f"seeds must be >= 0, got {seed}")
         for size in self.cache_sizes:
             if int(size) <= 0:
                 raise ValueError(f"cache size must be > 0 tokens per head, got {size}")
@@ -113,70 +126,206 @@ def expand(config: SweepConfig) -> list[RunSpec]:
     return specs
 
 
-def row_key(config: SweepConfig, spec: RunSpec, task: str, seed: int, episode_id: str) -> str:
-    """Everything that determines a row's result, hashed (timings and provenance excluded)."""
+def checkpoint_digest(checkpoint: str | None) -> str | None:
+    """The sha256 of a NAMM checkpoint's tensors, read from its sidecar (None for θ = 0)."""
+    if checkpoint is None:
+        return None
+    return _digest(str(Path(checkpoint).resolve()))
+
+
+@functools.cache
+def _digest(checkpoint: str) -> str:
+    from .namm.checkpoint import checkpoint_paths
+
+    return json.loads(checkpoint_paths(checkpoint)[1].read_text())["tensors_sha256"]
+
+
+def row_key(config: SweepConfig, spec: RunSpec, task, seed: int, episode_id: str) -> str:
+    """Everything that determines a row's result, hashed (timings, provenance and paths excluded).
+
+    ``task``: the task (its name and ``version``; a version above 1 enters the key, so rows written
+    before a task had versions keep resuming)."""
+    options = spec.options(config, seed)
+    if "checkpoint" in options:
+        options = {**options, "checkpoint": checkpoint_digest(options["checkpoint"])}
     parts = {
-        "adapter": config.adapter, "model": config.model, "task": task, "seed": seed, "episode": episode_id,
+        "adapter": config.adapter, "model": config.model, "task": task.name, "seed": seed, "episode": episode_id,
         "policy": spec.policy, "cache_size": spec.cache_size, "length": config.length,
-        "update_every": config.update_every, "options": spec.options(config, seed),
-        "task_options": config.task_options,
+        "update_every": config.update_every, "options": options, "task_options": config.task_options,
     }
+    if task.version != 1:
+        parts["task_version"] = task.version
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def run_sweep(config: SweepConfig, out: Path, adapter=None, console: Console | None = None) -> int:
-    """Run every missing episode of ``config``, appending rows to ``out``; returns rows written."""
-    from .adapters.base import create_adapter
-    from .tasks import TASKS, TaskContext
+@dataclass
+class SweepSummary:
+    """What :func:`run_sweep` did.
 
+    Attributes:
+        written: rows appended by this run. cells: episodes × (policy, cache size) cells of the sweep.
+        failed: the sweep's error rows (this run's and earlier runs' not retried), newest per key.
+        log: where failed episodes' tracebacks are (``<results stem>.errors.log``).
+    """
+
+    written: int
+    cells: int
+    failed: list[dict[str, Any]]
+    log: Path
+
+
+def error_log_path(out: Path) -> Path:
+    """The file beside results ``out`` that holds failed episodes' tracebacks."""
+    return out.with_name(f"{out.stem}.errors.log")
+
+
+def run_sweep(config: SweepConfig, out: Path, adapter=None, console: Console | None = None,
+              retry_errors: bool = False) -> SweepSummary:
+    """Run every missing episode of ``config``, appending rows to ``out`` (``retry_errors``: run failed
+    episodes again). Holds ``out``'s sweep lock throughout; a results file this run created and left empty
+    is removed."""
+    existed = out.exists()
     check_writable(out)
-    done = {row["key"] for row in read_rows(out) if row.get("status") == "ok"}
+    try:
+        with sweep_lock(out):
+            return _run_locked(config, out, adapter, console or Console(stderr=True), retry_errors)
+    finally:
+        if not existed and out.exists() and out.stat().st_size == 0:
+            out.unlink()
+
+
+def _run_locked(config: SweepConfig, out: Path, adapter, console: Console, retry_errors: bool) -> SweepSummary:
+    from .adapters.base import create_adapter
+
+    latest = {row["key"]: row for row in read_rows(out) if "key" in row}
+    done = {key for key, row in latest.items() if not (retry_errors and row.get("status") != "ok")}
     adapter = adapter or create_adapter(config.adapter, config.model)
+    cells, work = _plan(config, adapter)
+    work = [item for item in work if item[-1] not in done]
+    base = {"provenance": provenance(), "config": {**asdict(config), "namm_checkpoint": portable_path(
+        config.namm_checkpoint), "data_path": portable_path(config.data_path)}}
+    log = error_log_path(out)
+    with _Reporter(console, len(work), config) as reporter:
+        for task, seed, episode, spec, key in work:
+            reporter.start(task, spec)
+            row = {**_run_one(config, adapter, task, seed, episode, spec, log), "key": key, **base}
+            append_row(out, row)
+            latest[key] = row
+            reporter.finished(task, seed, episode, spec, row, log)
+    logger.info("wrote %d rows to %s (%d already done)", len(work), out, len(done))
+    failed = [latest[key] for key in cells if key in latest and latest[key].get("status") != "ok"]
+    return SweepSummary(written=len(work), cells=len(cells), failed=failed, log=log)
+
+
+def _plan(config: SweepConfig, adapter) -> tuple[list[str], list[tuple]]:
+    """Every cell's key and the work items ``(task, seed, episode, spec, key)``; checks each task against
+    the adapter (modality, then the adapter's own ``check(episode, policy)``) before any episode runs."""
+    from .tasks import TASKS, TaskContext, TaskDataError, with_options
+    from .tasks.base import options_for
+
     specs = expand(config)
-    work = []
+    keys, work = [], []
     for task_name in config.tasks:
-        task = TASKS.get(task_name)()
+        task = with_options(TASKS.get(task_name)(), config.task_options)
+        modality = getattr(adapter, "modality", task.modality)
+        if task.modality != modality:
+            raise ValueError(f"task {task_name!r} is a {task.modality} task; adapter {config.adapter!r} runs "
+                             f"{modality} tasks (give --adapter {task.modality})")
         for seed in config.seeds:
             context = TaskContext(tokenizer=getattr(adapter, "tokenizer", None), length=config.length, seed=seed,
                                   limit=config.limit, data_path=Path(config.data_path) if config.data_path else None,
-                                  options=dict(config.task_options))
-            for episode in task.episodes(context):
+                                  options=options_for(task_name, config.task_options))
+            episodes = task.episodes(context)
+            if not episodes:
+                source = f" from {config.data_path}" if config.data_path else ""
+                raise TaskDataError(f"task {task_name!r} gave no episodes{source} (an empty data file?)")
+            check = getattr(adapter, "check", None)
+            for spec in specs if check is not None else ():
+                check(episodes[0], spec.policy)
+            for episode in episodes:
                 for spec in specs:
-                    key = row_key(config, spec, task_name, seed, episode.episode_id)
-                    if key not in done:
-                        work.append((task, seed, episode, spec, key))
-    base = {"provenance": provenance(), "config": asdict(config)}
-    written = 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console or Console(stderr=True)) as progress:
-        bar = progress.add_task(f"{config.adapter}/{config.model}", total=len(work))
-        for task, seed, episode, spec, key in work:
-            row = _run_one(config, adapter, task, seed, episode, spec)
-            append_row(out, {**row, "key": key, **base})
-            written += 1
-            progress.advance(bar)
-    logger.info("wrote %d rows to %s (%d already done)", written, out, len(done))
-    return written
+                    key = row_key(config, spec, task, seed, episode.episode_id)
+                    keys.append(key)
+                    work.append((task, seed, episode, spec, key))
+    return keys, work
 
 
-def _run_one(config: SweepConfig, adapter, task, seed: int, episode, spec: RunSpec) -> dict[str, Any]:
+def cell_name(spec: RunSpec) -> str:
+    """``h2o@128`` (policy @ tokens per head) or ``full`` for self-sized policies."""
+    return spec.policy if spec.cache_size is None else f"{spec.policy}@{spec.cache_size}"
+
+
+class _Reporter:
+    """Progress: a bar naming the running task and cell on a terminal; without one (CI, nohup) one line
+    per finished episode. A failed episode is always one line naming it, its error and the traceback log."""
+
+    def __init__(self, console: Console, total: int, config: SweepConfig) -> None:
+        self.console, self.total, self.done = console, total, 0
+        self.prefix = f"{config.adapter}/{config.model}"
+        self.bar = None
+        if console.is_terminal:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TimeRemainingColumn())
+            self.progress = Progress(*columns, console=console)
+        else:
+            self.progress = None
+
+    def __enter__(self) -> _Reporter:
+        if self.progress is not None:
+            self.progress.__enter__()
+            self.bar = self.progress.add_task(self.prefix, total=self.total)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def start(self, task, spec: RunSpec) -> None:
+        if self.progress is not None:
+            self.progress.update(self.bar, description=f"{self.prefix} {task.name} {cell_name(spec)}")
+
+    def finished(self, task, seed: int, episode, spec: RunSpec, row: dict[str, Any], log: Path) -> None:
+        self.done += 1
+        where = f"{task.name} {cell_name(spec)} seed {seed} episode {episode.episode_id}"
+        if row["status"] != "ok":
+            self._line(f"failed: {where}: {row['error']} (traceback in {log})")
+        elif self.progress is None:
+            self._line(f"[{self.done}/{self.total}] {where}: {task.metric} {row['score']:.3f} "
+                       f"({row['wall_seconds']:.1f} s)")
+        if self.progress is not None:
+            self.progress.advance(self.bar)
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _run_one(config: SweepConfig, adapter, task, seed: int, episode, spec: RunSpec, log: Path) -> dict[str, Any]:
+    from .tasks.base import options_for
+
+    options = spec.options(config, seed)
     row: dict[str, Any] = {
         "task": task.name, "adapter": config.adapter, "model": config.model, "policy": spec.policy,
         "cache_size": spec.cache_size, "seed": seed, "episode_id": episode.episode_id,
         "length": config.length, "update_every": config.update_every, "metric": task.metric,
-        "policy_options": spec.options(config, seed), "episode_metadata": episode.metadata,
+        "policy_options": {**options, **({"checkpoint": portable_path(options["checkpoint"])}
+                                         if "checkpoint" in options else {})},
+        "task_options": options_for(task.name, config.task_options), "episode_metadata": episode.metadata,
     }
     start = time.perf_counter()
     try:
-        policy = create_policy(spec.policy, **spec.options(config, seed))
+        policy = create_policy(spec.policy, **options)
         manager = MemoryManager(policy, MemoryConfig(update_every=config.update_every, budget=spec.cache_size))
         prediction = adapter.run(episode, manager)
         score = task.score(prediction.output, episode)
     except Exception as err:  # a failed episode is recorded and the sweep goes on
-        logger.exception("episode %s failed", episode.episode_id)
-        return {**row, "status": "error", "error": f"{type(err).__name__}: {err}",
+        logger.info("episode %s failed", episode.episode_id, exc_info=True)  # the traceback with -v
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"--- {task.name} {cell_name(spec)} seed {seed} episode {episode.episode_id} "
+                         f"({time.strftime('%Y-%m-%d %H:%M:%S')})\n{traceback.format_exc()}\n")
+        message = " ".join(str(err).split()) or type(err).__name__
+        return {**row, "status": "error", "error": f"{type(err).__name__}: {message}",
                 "wall_seconds": time.perf_counter() - start}
     return {**row, "status": "ok", "score": score, "prediction": prediction.output,
             "references": list(episode.references), **prediction.stats.as_dict(),
             "extra": prediction.extra, "wall_seconds": time.perf_counter() - start}
+

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS = PROJECT_ROOT / "checkpoints"
 # the NAMM evolved for the embedded SmolLM2-135M by configs/evolve_smollm2.yaml (see results/evolution.md)
 SHIPPED_NAMM = CHECKPOINTS / "namm_smollm2"
+
+
+def portable_path(path: str | None) -> str | None:
+    """``path`` as result rows record it: relative to the project root when it lies inside the project
+    (``checkpoints/namm_smollm2``), else as given — never this machine's absolute layout."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except (ValueError, OSError):
+        return str(path)

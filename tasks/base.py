@@ -15,7 +15,7 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from namm_suite.registry import Registry, UnknownNameError
 
@@ -136,10 +136,12 @@ class Task(ABC):
 
     Class attributes (shown by ``namm tasks``): ``modality`` ("language", "video", "decision"),
     ``metric`` (a name in :data:`~namm_suite.tasks.metrics.METRICS`), ``source`` (where the data comes from), ``description`` (one line;
-    the docstring's first line when empty).
+    the docstring's first line when empty). ``version``: bump it when the task's episodes or scoring
+    change, so a sweep does not resume from rows of the old version (it is part of the resume key).
     """
 
     name: str = "task"
+    version: ClassVar[int] = 1
     modality: str = "language"
     metric: str = ""
     source: str = ""
@@ -156,6 +158,15 @@ class Task(ABC):
         return score_episode(self.metric, prediction, episode)
 
 
+def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``options`` that apply to task ``name``: unscoped keys, then its own scoped entry."""
+    own = {key: value for key, value in options.items() if key not in TASKS}
+    scoped = options.get(name)
+    if isinstance(scoped, dict):
+        own.update(scoped)
+    return own
+
+
 def with_options(task: Task, options: dict[str, Any]) -> Task:
     """``task`` with ``options`` (``TaskContext.options``) applied to its dataclass fields.
 
@@ -165,10 +176,7 @@ def with_options(task: Task, options: dict[str, Any]) -> Task:
     (scoped values win). The task's ``__post_init__`` validates the values; an option that is not one of
     its fields raises :class:`TaskDataError` listing the valid ones (loader tasks take none).
     """
-    own = {key: value for key, value in options.items() if key not in TASKS}
-    scoped = options.get(task.name)
-    if isinstance(scoped, dict):
-        own.update(scoped)
+    own = options_for(task.name, options)
     if not own:
         return task
     names = [f.name for f in dataclasses.fields(task)] if dataclasses.is_dataclass(task) else []
@@ -176,7 +184,10 @@ def with_options(task: Task, options: dict[str, Any]) -> Task:
         if key not in names:
             valid = ", ".join(names) if names else "none"
             raise TaskDataError(f"unknown option for task {task.name!r}; valid options: {valid}", field=key)
-    return dataclasses.replace(task, **own)
+    try:
+        return dataclasses.replace(task, **own)
+    except TypeError as err:  # a value of the wrong type reaching __post_init__'s comparisons
+        raise TaskDataError(f"bad option value for task {task.name!r} ({err}); options: {own}") from None
 
 
 @dataclass(frozen=True)

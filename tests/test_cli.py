@@ -29,9 +29,10 @@ def test_bad_cache_size_is_refused(size, capsys):
     assert "--cache-size" in capsys.readouterr().err
 
 
-def test_missing_prompt_file_is_named(tmp_path):
-    with pytest.raises(SystemExit, match="prompt file not found: .*missing.txt"):
-        main(["generate", "--prompt-file", str(tmp_path / "missing.txt")])
+def test_missing_prompt_file_is_named(tmp_path, capsys):
+    assert main(["generate", "--prompt-file", str(tmp_path / "missing.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("namm generate: error: prompt file not found: ") and "missing.txt" in err
 
 
 def test_budgeted_policy_without_cache_size_is_refused(capsys):

@@ -33,16 +33,16 @@ def test_sweep_rows_and_report(dt_checkpoint, tmp_path):
     config = SweepConfig(tasks=["hopper"], policies=["full", "streaming", "namm"], cache_sizes=[24],
                          adapter="decision", model=str(dt_checkpoint), seeds=[0, 1], length=90, update_every=16,
                          namm_checkpoint=str(ROOT / "checkpoints" / "namm_smollm2"))
-    assert run_sweep(config, out) == 6
+    assert run_sweep(config, out).written == 6
     rows = read_rows(out)
     assert {r["status"] for r in rows} == {"ok"}, [r.get("error") for r in rows]
     for row in rows:
         assert row["score"] == pytest.approx(normalised_score("hopper", row["prediction"]))
         assert row["extra"]["protocol"] == "cache" and 1 <= row["extra"]["steps"] <= 30
-    assert run_sweep(config, out) == 0  # resumable: nothing left to do
+    assert run_sweep(config, out).written == 0  # resumable: nothing left to do
     window = SweepConfig(tasks=["hopper"], policies=["full"], adapter="decision-window", model=str(dt_checkpoint),
                          seeds=[0], length=90, update_every=16)
-    assert run_sweep(window, window_out) == 1
+    assert run_sweep(window, window_out).written == 1
     report = tmp_path / "dt.md"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "decision_report.py"), str(out), str(window_out),
                     "--out", str(report)], check=True)

@@ -46,7 +46,7 @@ def test_fake_sweep_lines_are_identical_across_runs_and_a_resume(tmp_path):
               "seeds": [0, 1], "limit": 3}
 
     def run(out: Path) -> int:
-        return run_sweep(SweepConfig(**config), out, adapter=FakeAdapter())
+        return run_sweep(SweepConfig(**config), out, adapter=FakeAdapter()).written
 
     run(tmp_path / "a.jsonl")
     run(tmp_path / "b.jsonl")
@@ -65,7 +65,7 @@ def test_model_sweep_lines_are_identical_across_runs_and_a_resume(tmp_path, tiny
               "namm_checkpoint": None}
 
     def run(out: Path) -> int:  # a fresh adapter (model load) per run: nothing carried over in memory
-        return run_sweep(SweepConfig(**config), out, adapter=create_adapter("language", str(tiny_checkpoint)))
+        return run_sweep(SweepConfig(**config), out, adapter=create_adapter("language", str(tiny_checkpoint))).written
 
     run(tmp_path / "a.jsonl")
     run(tmp_path / "b.jsonl")

@@ -80,7 +80,7 @@ def _stable(rows: list[dict]) -> list[dict]:
 
 
 def _sweep(out: Path) -> int:
-    return run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter())
+    return run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter()).written
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,8 @@ def test_expand_cells():
 
 def test_sweep_rows_resume_and_provenance(tmp_path):
     out = tmp_path / "r.jsonl"
-    assert run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter()) == EXPECTED_ROWS
-    assert run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter()) == 0  # nothing repeated
+    assert run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter()).written == EXPECTED_ROWS
+    assert run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter()).written == 0  # nothing repeated
     rows = read_rows(out)
     assert len(rows) == EXPECTED_ROWS and len({r["key"] for r in rows}) == EXPECTED_ROWS
     row = rows[0]
@@ -42,7 +42,7 @@ def test_sweep_rows_resume_and_provenance(tmp_path):
     scores = {(r["policy"], r["cache_size"]): r["score"] for r in rows}
     assert scores[("h2o", 4)] == 0.0 and scores[("h2o", 8)] == 1.0 and scores[("full", None)] == 1.0
     # a larger sweep only runs what is new
-    assert run_sweep(SweepConfig(**{**CONFIG, "seeds": [0, 1, 2]}), out, adapter=FakeAdapter()) == 15
+    assert run_sweep(SweepConfig(**{**CONFIG, "seeds": [0, 1, 2]}), out, adapter=FakeAdapter()).written == 15
 
 
 def test_sigkill_midway_then_rerun_loses_and_repeats_nothing(tmp_path):
@@ -113,7 +113,7 @@ def test_report_table_and_figure(tmp_path):
     cells = aggregate(read_rows(out))["toy_echo"]
     assert cells[("h2o", 4)].mean == 0.0 and cells[("h2o", 8)].mean == 1.0
     assert cells[("full", None)].stderr == 0.0 and len(cells[("full", None)].scores) == 6
-    written = write_report([out], tmp_path / "report.md")
+    written = write_report([out], tmp_path / "report.md").paths
     text = (tmp_path / "report.md").read_text()
     assert "| h2o | 0.000 ± 0.000, 0% of full (kept 4, n=6) | 1.000 ± 0.000, 100% of full (kept 8, n=6) |  |" in text
     assert (tmp_path / "report.png").stat().st_size > 5000 and len(written) == 2

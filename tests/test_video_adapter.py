@@ -225,7 +225,7 @@ def test_sweep_records_bad_videos_and_records_and_goes_on(tiny_composite, clip_f
     records[3]["video_path"] = "short.mp4"
     (tmp_path / "lvb_val.json").write_text(json.dumps(records))
     out = tmp_path / "rows.jsonl"
-    assert run_sweep(config, out, adapter=create_adapter("video", str(tiny_composite))) == 10
+    assert run_sweep(config, out, adapter=create_adapter("video", str(tiny_composite))).written == 10
     rows = {(r["episode_id"], r["policy"]): r for r in read_rows(out)}
     assert rows["good", "full"]["status"] == "ok" and rows["good", "h2o"]["status"] == "ok"
     errors = {episode: rows[episode, "h2o"]["error"] for episode in ("missing", "corrupt", "too_long", "record4")}

@@ -72,6 +72,7 @@ class MemoryPolicy(ABC):
             since the previous update). Fewer rows means less memory held between updates.
         token_state: names and trailing shapes of per-token state tensors the cache must carry.
         uses_budget: False for threshold policies that decide their own cache size.
+        update_multiple: ``update_every`` must be a multiple of it (the NAMM's STFT hop: 16).
     """
 
     name: str = "base"
@@ -79,6 +80,14 @@ class MemoryPolicy(ABC):
     attention_rows: int | None = None
     token_state: ClassVar[dict[str, tuple[int, ...]]] = {}
     uses_budget: bool = True
+    update_multiple: ClassVar[int] = 1
+
+    @classmethod
+    def check_update_every(cls, update_every: int) -> None:
+        """Raise ``ValueError`` when the policy cannot run with ``update_every`` tokens between updates."""
+        if update_every % cls.update_multiple:
+            raise ValueError(f"policy {cls.name!r} needs an update_every (--update-every) that is a multiple of "
+                             f"{cls.update_multiple}, got {update_every}")
 
     def reset(self, n_layers: int) -> None:
         """Forget all per-sequence state (called when a new sequence starts)."""

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..namm.checkpoint import NammHyperParams, load_namm, save_namm
-from ..namm.features import CONTEXT, N_BINS, RunningStats, build_features, update_ema
+from ..namm.features import CONTEXT, HOP, N_BINS, RunningStats, build_features, update_ema
 from ..namm.params import BamParams
 from ..namm.scorer import bam_scores
 from ..namm.selection import SELECTIONS
@@ -51,6 +51,7 @@ class NammPolicy(MemoryPolicy):
     needs_attention: ClassVar[bool] = True
     attention_rows: ClassVar[int | None] = None
     uses_budget: ClassVar[bool] = False
+    update_multiple: ClassVar[int] = HOP
     token_state: ClassVar[dict[str, tuple[int, ...]]] = {EMA_KEY: (N_BINS,), CONTEXT_KEY: (CONTEXT,)}
 
     def __post_init__(self) -> None:
