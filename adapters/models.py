@@ -25,6 +25,7 @@ import torch
 
 import namm_suite.attention  # noqa: F401  (registers attn_implementation="namm")
 from namm_suite.registry import Registry
+from namm_suite.storage import cache_dir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -91,14 +92,6 @@ SMOLLM2_135M = register_embedded(
         license="Apache-2.0",
     )
 )
-
-
-def cache_dir() -> Path:
-    """Root of the suite's cache: ``$NAMM_CACHE_DIR``, else ``$XDG_CACHE_HOME/namm-suite`` or ``~/.cache/namm-suite``."""
-    if os.environ.get("NAMM_CACHE_DIR"):
-        return Path(os.environ["NAMM_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "namm-suite"
 
 
 def embedded_model_dir(name: str) -> Path:

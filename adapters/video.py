@@ -32,7 +32,6 @@ from namm_suite.manager import MemoryManager
 from namm_suite.registry import Registry
 from namm_suite.shipped import CHECKPOINTS
 from namm_suite.tasks.base import Episode
-from namm_suite.tasks.video.annotations import check_valid
 from namm_suite.tasks.video.frames import read_frames
 
 from .base import ADAPTERS, Prediction
@@ -147,7 +146,7 @@ class VideoAdapter:
         ``output`` is the decoded answer; ``extra`` holds the visual and prompt token counts and the
         decode/prefill/answer seconds. Bad videos raise :class:`~namm_suite.tasks.base.TaskDataError`.
         """
-        check_valid(episode.inputs)
+        episode.check()
         start = time.perf_counter()
         frames = read_frames(Path(episode.inputs["video"]), episode.inputs.get("frames"))
         embeds = self.video_lm.prompt_embeds(frames, episode.inputs["question"])

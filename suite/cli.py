@@ -77,7 +77,7 @@ def _add_memory_args(parser: argparse.ArgumentParser) -> None:
 def _add_namm_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namm-checkpoint", default=_default_namm(), type=_namm_checkpoint,
                         help="NAMM checkpoint for policy namm (default: the shipped one; 'none' = theta 0)")
-    parser.add_argument("--selection", default="kappa", choices=["kappa", "threshold"],
+    parser.add_argument("--selection", default="kappa", type=_selection,
                         help="NAMM eviction rule: per-layer kappa (reference) or strict per-head threshold")
 
 
@@ -92,6 +92,15 @@ def build_manager(args: argparse.Namespace):
     """A MemoryManager from the memory arguments of ``namm generate``/``namm demo``."""
     from .manager import MemoryConfig, MemoryManager
     from .policies import POLICIES, create_policy
+
+def _selection(value: str) -> str:
+    """A NAMM selection rule name (imported when parsed, so ``namm --help`` loads no torch)."""
+    from .namm.selection import SELECTIONS
+
+    if value not in SELECTIONS:
+        raise argparse.ArgumentTypeError(f"unknown NAMM selection rule {value!r}; valid: {', '.join(SELECTIONS)}")
+    return value
+
 
     options = {}
     if args.policy == "namm":

@@ -195,7 +195,7 @@ def _results() -> str:
 
 
 def _cache() -> str:
-    from .adapters.models import cache_dir
+    from .storage import cache_dir
 
     return _probe(cache_dir())
 

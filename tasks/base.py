@@ -103,6 +103,9 @@ class Episode:
 
     task: str
     episode_id: str
+        error: why the episode could not be built (a bad annotation record, naming file, record and
+            field), else None; adapters refuse such an episode (:meth:`check`), so the runner records an
+            error row and the sweep goes on.
     inputs: dict[str, Any]
     references: tuple[str, ...]
     max_new_tokens: int = 32
@@ -112,6 +115,12 @@ class Episode:
 
 @dataclass
 class TaskContext:
+    error: str | None = None
+
+    def check(self) -> None:
+        """Raise :class:`TaskDataError` with :attr:`error` when the episode could not be built."""
+        if self.error is not None:
+            raise TaskDataError(self.error)
     """What a task may need to build its episodes.
 
     Attributes:

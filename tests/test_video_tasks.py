@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from namm_suite.tasks import TASKS, TaskContext, TaskDataError
-from namm_suite.tasks.video.annotations import INVALID, check_valid
 from namm_suite.tasks.video.clips import (
     CHANCE,
     COLORS,
@@ -158,11 +157,12 @@ def test_longvideobench_bad_record_becomes_an_invalid_episode(tmp_path, change, 
     bad = {k: v for k, v in {**LVB_RECORD, **change}.items() if v is not None}
     root = write_longvideobench(tmp_path, [LVB_RECORD, bad])
     good, invalid = TASKS.get("longvideobench")().episodes(TaskContext(data_path=root))
-    check_valid(good.inputs)
-    message = invalid.inputs[INVALID]
+    good.check()
+    message = invalid.error
+    assert good.error is None and invalid.inputs == {}
     assert "lvb_val.json" in message and "record 1 (q1)" in message and f"field {field!r}" in message
     with pytest.raises(TaskDataError, match=f"field '{field}'"):
-        check_valid(invalid.inputs)
+        invalid.check()
     with pytest.raises(TaskDataError, match=f"field '{field}'"):
         TASKS.get("longvideobench")().episodes(TaskContext(data_path=root, options={"strict": True}))
 
@@ -201,8 +201,22 @@ def test_mlvu_loader_reads_every_multiple_choice_file(tmp_path):
     assert needle.inputs["video"] == str(root / "video" / "2_needle" / "n1.mp4")
     assert needle.inputs["question"] == "Question: Which?\nOptions:\n(A) red\n(B) blue\nOnly give the best option."
     assert count.metadata["question_type"] == "4_count" and count.references == ("A",)
-    assert "4_count.json" in bad.inputs[INVALID] and "field 'answer'" in bad.inputs[INVALID]
+    assert "4_count.json" in bad.error and "field 'answer'" in bad.error
     assert task.score("(B) blue", needle) == 1.0 and task.score("A", needle) == 0.0
     one_file = task.episodes(TaskContext(data_path=root / "json" / "2_needle.json"))
     assert [e.episode_id for e in one_file] == ["2_needle-0"]
     assert len(task.episodes(TaskContext(data_path=root, limit=2))) == 2
+
+
+def test_read_frames_falls_back_to_pyav_without_decord(tmp_path, monkeypatch):
+    """Without decord (no wheel on this platform) frames are read with PyAV: same count, sampling and pixels
+    (up to the two decoders' YUV→RGB rounding)."""
+    frames = np.stack([np.full((32, 32, 3), 20 * i, dtype=np.uint8) for i in range(10)])
+    path = write_video(tmp_path / "clip.mp4", frames)
+    with_decord = read_frames(path, 4)
+    monkeypatch.setitem(__import__("sys").modules, "decord", None)  # `import decord` now raises ImportError
+    with_pyav = read_frames(path, 4)
+    assert frame_count(path) == 10 and with_pyav.shape == with_decord.shape == (4, 32, 32, 3)
+    assert np.abs(with_pyav.astype(int) - with_decord.astype(int)).max() <= 3
+    with pytest.raises(TaskDataError, match="asked for 11 frames"):
+        read_frames(path, 11)

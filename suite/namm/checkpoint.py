@@ -23,8 +23,9 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ..atomic import write_bytes_atomic
-from .features import N_BINS
-from .params import PARAM_LAYOUT, BamParams
+from .features import GAMMA, HOP, N_BINS, N_FFT, N_RECENCY, RECENCY_BASE
+from .params import D_ATTN, D_FEATURE, PARAM_LAYOUT, BamParams
+from .selection import SELECTIONS
 
 SPEC_VERSION = "1"
 FORMAT = "namm-checkpoint"
@@ -49,19 +50,19 @@ class NammHyperParams:
     """
 
     spec_version: str = SPEC_VERSION
-    n_fft: int = 32
-    hop: int = 16
-    gamma: float = 0.99
-    recency_base: float = 50000.0
-    n_recency: int = 4
-    d_feature: int = 25
-    d_attn: int = 32
+    n_fft: int = N_FFT
+    hop: int = HOP
+    gamma: float = GAMMA
+    recency_base: float = RECENCY_BASE
+    n_recency: int = N_RECENCY
+    d_feature: int = D_FEATURE
+    d_attn: int = D_ATTN
     update_every: int = 512
     selection: str = "kappa"
 
     def __post_init__(self) -> None:
-        if self.selection not in ("kappa", "threshold"):
-            raise ValueError(f"selection must be 'kappa' or 'threshold', got {self.selection!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
         if self.hop <= 0 or self.update_every <= 0 or self.update_every % self.hop:
             raise ValueError(
                 f"update_every must be a positive multiple of hop={self.hop}, got {self.update_every}"

@@ -1,9 +1,9 @@
 """Multiple-choice video annotations (LongVideoBench, MLVU): JSON lists of records, validated one by one.
 
-A record with a bad field does not stop a sweep: it becomes an episode whose ``inputs`` hold only
-``{"invalid": message}`` (the message names the file, the record and the field), which the video adapter
-refuses with a :class:`~namm_suite.tasks.base.TaskDataError`, so the runner records an error row and goes
-on. With the task option ``strict: true`` the loader raises at once instead. A file that is missing or is
+A record with a bad field does not stop a sweep: it becomes an episode whose ``error`` holds the message
+(naming the file, the record and the field), which the video adapter refuses with a
+:class:`~namm_suite.tasks.base.TaskDataError` (``Episode.check``), so the runner records an error row and
+goes on. With the task option ``strict: true`` the loader raises at once instead. A file that is missing or is
 not a JSON list always raises.
 """
 
@@ -13,13 +13,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..base import Episode, Task, TaskDataError
 from ..sources import Record
-
-INVALID = "invalid"
-
 
 @dataclass(frozen=True)
 class JsonRecord(Record):
@@ -69,15 +65,9 @@ def build_episodes(task: str, records: list[JsonRecord], build: Callable[[JsonRe
         except TaskDataError as error:
             if strict:
                 raise
-            episodes.append(Episode(task, f"{id_prefix}{record.line - 1}", {INVALID: str(error)}, (),
-                                    metadata={"error": str(error)}))
+            episodes.append(Episode(task, f"{id_prefix}{record.line - 1}", {}, (), metadata={"error": str(error)},
+                                    error=str(error)))
     return episodes
-
-
-def check_valid(inputs: dict[str, Any]) -> None:
-    """Raise the :class:`TaskDataError` recorded in an invalid episode's inputs."""
-    if INVALID in inputs:
-        raise TaskDataError(inputs[INVALID])
 
 
 @dataclass

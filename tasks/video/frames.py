@@ -1,4 +1,5 @@
-"""Video files in and out: clips are written with PyAV (H.264 mp4) and read back with decord.
+"""Video files in and out: clips are written with PyAV (H.264 mp4) and read back with decord, or with PyAV
+where decord is not installed (it has wheels for x86_64 only).
 
 Frames are ``uint8`` arrays ``[N, H, W, 3]`` (RGB). :func:`read_frames` samples ``N`` frames uniformly
 (the centre of each of ``N`` equal segments, as LLaVA-style video-LLMs do) and raises
@@ -78,13 +79,37 @@ def read_frames(path: Path, n_frames: int | None = None) -> np.ndarray:
         raise TaskDataError(f"cannot decode frames: {error}", path=path, field="video") from error
 
 
+class _PyAVReader:
+    """The part of ``decord.VideoReader`` used here, with PyAV: every frame is decoded once, on open (the
+    clips of these tasks are short; decord seeks instead)."""
+
+    def __init__(self, path: Path) -> None:
+        import av
+
+        with av.open(str(path)) as container:
+            self.frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def get_batch(self, indices: list[int]) -> _PyAVReader:
+        batch = _PyAVReader.__new__(_PyAVReader)
+        batch.frames = [self.frames[i] for i in indices]
+        return batch
+
+    def asnumpy(self) -> np.ndarray:
+        return np.stack(self.frames)
+
+
 def _reader(path: Path):
     if not path.is_file():
         raise TaskDataError("video file not found", path=path, field="video")
-    import decord
-
     try:
-        reader = decord.VideoReader(str(path), num_threads=1)
+        import decord
+    except ImportError:
+        decord = None
+    try:
+        reader = decord.VideoReader(str(path), num_threads=1) if decord is not None else _PyAVReader(path)
     except Exception as error:
         raise TaskDataError(f"cannot open video: {error}", path=path, field="video") from error
     if len(reader) == 0:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from namm_suite.storage import cache_dir
+
 from ..base import Episode, Task, TaskContext, TaskDataError, register_task, with_options
 from .clips import CHANCE, EVAL_STREAM, clip_rng, make_clip
 from .frames import write_video
@@ -27,8 +29,6 @@ def clip_folder(context: TaskContext) -> Path:
     """Where synthetic clips are written: ``context.data_path``, else the suite's cache."""
     if context.data_path is not None:
         return Path(context.data_path)
-    from namm_suite.adapters.models import cache_dir
-
     return cache_dir() / "video_clips"
 
 
