@@ -237,7 +237,8 @@ def _plan(config: SweepConfig, adapter) -> tuple[list[str], list[tuple]]:
                                   options=options_for(task_name, config.task_options))
             episodes = task.episodes(context)
             if not episodes:
-                source = f" from {config.data_path}" if config.data_path else ""
+                data = getattr(task, "data_file", None) or config.data_path
+                source = f" from {data}" if data else ""
                 raise TaskDataError(f"task {task_name!r} gave no episodes{source} (an empty data file?)")
             check = getattr(adapter, "check", None)
             for spec in specs if check is not None else ():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,9 +45,19 @@ class FakeAdapter:
         return Prediction(episode.references[0] if good else "?", MemoryStats(mean_kept=kept), 0.0)
 
 
-if __name__ == "__main__":  # python -m tests.fake_sweep OUT: a slow sweep for the SIGKILL test
+if __name__ == "__main__":
+    # python -m tests.fake_sweep OUT: a slow sweep for the SIGKILL test;
+    # python -m tests.fake_sweep OUT --cli [ARGS]: the same sweep through `namm run` (exit code and stderr)
     from namm_suite.runner import SweepConfig, run_sweep
 
+    if sys.argv[2:3] == ["--cli"]:
+        import namm_suite.adapters.base as adapters
+        from namm_suite.cli import main
+
+        delay = float(os.environ.get("FAKE_SWEEP_DELAY", "0.05"))  # seconds per episode
+        adapters.create_adapter = lambda name, model: FakeAdapter(delay=delay)
+        sys.exit(main(["run", "--task", "toy_echo", "--policy", "full,h2o,streaming", "--cache-size", "4,8",
+                       "--seed", "0,1", "--limit", "3", "--out", sys.argv[1], *sys.argv[3:]]))
     config = SweepConfig(tasks=["toy_echo"], policies=["full", "h2o", "streaming"], cache_sizes=[4, 8],
                          seeds=[0, 1], limit=3)
     run_sweep(config, Path(sys.argv[1]), adapter=FakeAdapter(delay=0.05))

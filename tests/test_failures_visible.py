@@ -1,0 +1,329 @@
+"""Every failure visible, every input named (issue 19): exit codes, one-line errors, failed episodes, two
+writers on one results file, Ctrl-C, task options, portable keys and rows, progress without a terminal,
+help texts and the report's figure (checked through matplotlib's objects)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from namm_suite import report as report_module
+from namm_suite.adapters.base import Prediction
+from namm_suite.cli import main
+from namm_suite.manager import MemoryStats
+from namm_suite.report import write_report
+from namm_suite.results import read_rows
+from namm_suite.runner import SweepConfig, run_sweep
+from namm_suite.shipped import SHIPPED_NAMM
+from namm_suite.tasks.base import TASKS, Episode, Task, TaskContext, register_task
+
+from . import fake_sweep
+from .fake_sweep import FakeAdapter
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+RUN = ["run", "--task", "toy_echo", "--policy", "full,h2o", "--cache-size", "4", "--limit", "3"]
+
+if "toy_options" not in TASKS:
+
+    @register_task("toy_options")
+    @dataclass
+    class ToyOptionsTask(Task):
+        """Echo episodes with a task option (``count``) for the --task-option tests."""
+
+        count: int = 2
+        metric = "contains"
+
+        def __post_init__(self) -> None:
+            if self.count < 1:
+                raise ValueError(f"count must be >= 1, got {self.count}")
+
+        def episodes(self, context: TaskContext) -> list[Episode]:
+            return [Episode("toy_options", f"o{i}", {"prompt": str(i)}, (str(i),)) for i in range(self.count)]
+
+        def score(self, prediction: str, episode: Episode) -> float:
+            return float(episode.references[0] in prediction)
+
+
+class FailingAdapter(FakeAdapter):
+    """Fails every episode of the h2o policy (a bad setting the sweep cannot catch up front)."""
+
+    def run(self, episode: Episode, manager) -> Prediction:
+        if manager.policy.name == "h2o":
+            raise RuntimeError("h2o broke\nacross two lines")
+        return super().run(episode, manager)
+
+
+@pytest.fixture
+def adapter(monkeypatch):
+    """`namm run` uses the adapter in ``holder[0]`` (the fake one unless a test swaps it)."""
+    holder = [FakeAdapter()]
+    monkeypatch.setattr("namm_suite.adapters.base.create_adapter", lambda name, model: holder[0])
+    return holder
+
+
+def one_error_line(err: str, command: str) -> str:
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith(f"namm {command}: error: "), err
+    return lines[0]
+
+
+# ---- item 1: a sweep whose episodes fail exits 1 with the count and the log; errors not rerun -----------
+
+
+def test_failed_episodes_exit_1_with_count_and_log_and_are_not_rerun(tmp_path, adapter, capsys):
+    out = tmp_path / "r.jsonl"
+    adapter[0] = FailingAdapter()
+    assert main([*RUN, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    failures = [line for line in err.splitlines() if line.startswith("failed: ")]
+    assert len(failures) == 3 and "RuntimeError: h2o broke across two lines" in failures[0]
+    summary = err.strip().splitlines()[-1]
+    assert summary.startswith("namm run: error: 3 of 6 episodes failed") and "r.errors.log" in summary
+    log = (tmp_path / "r.errors.log").read_text()
+    assert log.count("Traceback (most recent call last)") == 3 and "h2o broke" in log
+    # a rerun appends nothing and still reports the failures; --retry-errors reruns them
+    assert main([*RUN, "--out", str(out)]) == 1 and len(read_rows(out)) == 6
+    adapter[0] = FakeAdapter()
+    assert main([*RUN, "--out", str(out), "--retry-errors"]) == 0
+    rows = read_rows(out)
+    assert len(rows) == 9 and [r["status"] for r in rows[-3:]] == ["ok"] * 3
+    capsys.readouterr()
+    # the report counts each key once: the retried rows replace the error rows
+    assert main(["report", str(out), "--out", str(tmp_path / "r.md")]) == 0
+    assert "n=3" in (tmp_path / "r.md").read_text() and "Failed episodes" not in (tmp_path / "r.md").read_text()
+
+
+def test_report_lists_failed_cells_and_exits_1_when_nothing_succeeded(tmp_path, adapter, capsys):
+    out = tmp_path / "r.jsonl"
+    adapter[0] = FailingAdapter()
+    main(["run", "--task", "toy_echo", "--policy", "h2o", "--cache-size", "4", "--limit", "2", "--out", str(out)])
+    capsys.readouterr()
+    assert main(["report", str(out), "--out", str(tmp_path / "r.md")]) == 1
+    one_error_line(capsys.readouterr().err.splitlines()[-1], "report")
+    text = (tmp_path / "r.md").read_text()
+    assert "## Failed episodes" in text and "| toy_echo | h2o | 4 | 2 | RuntimeError: h2o broke" in text
+
+
+def test_namm_update_every_off_the_hop_is_refused_before_any_work(tmp_path, adapter, capsys):
+    adapter[0] = None  # any adapter use would fail
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--task", "toy_echo", "--policy", "namm", "--update-every", "24", "--out", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err, "run")
+    assert "multiple of 16" in line and "24" in line and not out.exists()
+
+
+# ---- item 2: two sweeps on one results file (two real processes) ----------------------------------------
+
+
+def test_second_sweep_on_the_same_file_exits_2_and_no_row_is_doubled(tmp_path):
+    out = tmp_path / "shared.jsonl"
+    command = [sys.executable, "-m", "tests.fake_sweep", str(out), "--cli"]
+    first = subprocess.Popen(command, cwd=ROOT, env={**ENV, "FAKE_SWEEP_DELAY": "1.0"}, stderr=subprocess.PIPE,
+                             text=True)  # 30 s: still running when the second has started and stopped
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or not out.read_bytes().count(b"\n")):
+        time.sleep(0.01)
+    second = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert first.poll() is None, "the first sweep must still hold the file"
+    assert second.returncode == 2, second.stderr
+    line = one_error_line(second.stderr, "run")
+    assert f"being written by another sweep (pid {first.pid})" in line and "another --out" in line
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=60) == 130
+    assert not (tmp_path / ".shared.jsonl.lock").exists()  # released and removed
+    assert subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, timeout=120).returncode == 0
+    rows = read_rows(out)
+    assert len(rows) == 30 and len({r["key"] for r in rows}) == 30
+
+
+def test_report_never_double_counts_a_key(tmp_path):
+    out = tmp_path / "r.jsonl"
+    run_sweep(SweepConfig(tasks=["toy_echo"], policies=["full"], limit=3), out, adapter=FakeAdapter())
+    out.write_bytes(out.read_bytes() * 2)  # a file written twice (e.g. before sweeps took the lock)
+    write_report([out], tmp_path / "r.md")
+    assert "n=3" in (tmp_path / "r.md").read_text()
+
+
+# ---- item 4: Ctrl-C (SIGINT to a real process) -----------------------------------------------------------
+
+
+def test_ctrl_c_exits_130_with_one_line_and_the_sweep_resumes(tmp_path):
+    out = tmp_path / "r.jsonl"
+    command = [sys.executable, "-m", "tests.fake_sweep", str(out), "--cli"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 3):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    err = proc.stderr.read()
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("namm run: interrupted"), err
+    before = len(read_rows(out))
+    assert 3 <= before < 30
+    assert subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, timeout=120).returncode == 0
+    rows = read_rows(out)
+    assert len(rows) == 30 and len({r["key"] for r in rows}) == 30
+
+
+# ---- items 3, 5, 7, 9, 10: bad input is one line and exit 2 ----------------------------------------------
+
+
+def test_bad_generate_inputs_are_one_line_before_any_model_load(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("namm_suite.adapters.language.LanguageAdapter.from_pretrained", None)  # no model load
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("first line\nsecond: caf\xe9\n".encode("latin-1"))
+    cases = [(["--no-chat", "--prompt", ""], "the prompt is empty"),
+             (["--prompt-file", str(tmp_path)], "is a folder"),
+             (["--prompt-file", str(latin)], f"{latin}:2: not UTF-8"),
+             (["--policy", "namm", "--update-every", "24", "--prompt", "x"], "multiple of 16")]
+    for argv, named in cases:
+        assert main(["generate", *argv]) == 2, argv
+        assert named in one_error_line(capsys.readouterr().err, "generate")
+
+
+def test_empty_data_file_is_an_error_not_an_empty_success(tmp_path, adapter, capsys):
+    (tmp_path / "data.jsonl").write_text("")
+    (tmp_path / "task.yaml").write_text(json.dumps({"name": "empty_qa", "format": "longbench",
+                                                    "data_path": "data.jsonl", "metric": "qa_f1_score",
+                                                    "prompt": "{context} {input}", "max_new_tokens": 8,
+                                                    "chat": True}))
+    out = tmp_path / "r.jsonl"
+    code = main(["run", "--task", "empty_qa", "--policy", "full", "--include-path", str(tmp_path), "--out", str(out)])
+    assert code == 2
+    line = one_error_line(capsys.readouterr().err, "run")
+    assert "data.jsonl" in line and not out.exists()  # no 0-byte leftover either
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--seed", "-1"], "seeds must be >= 0"),
+    (["--cache-size", "12.5"], "--cache-size: '12.5' is not"),
+    (["--limit", "1.5"], "expected a positive integer, got '1.5'"),
+    (["--task-option", "colour=red"], "'colour'"),
+    (["--task-option", "novalue"], "expected KEY=VALUE"),
+])
+def test_bad_run_arguments_exit_2_naming_the_value(argv, named, tmp_path, adapter, capsys):
+    adapter[0] = None
+    try:
+        code = main([*RUN, "--out", str(tmp_path / "r.jsonl"), *argv])
+    except SystemExit as exit_info:  # argparse's own errors: usage + one error line
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and named in err, err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_task_of_another_modality_is_refused_before_any_episode(tmp_path, adapter, capsys):
+    adapter[0].run = None
+    assert main(["run", "--task", "hopper", "--policy", "full", "--out", str(tmp_path / "r.jsonl")]) == 2
+    line = one_error_line(capsys.readouterr().err, "run")
+    assert "'hopper' is a decision task" in line and "--adapter decision" in line
+
+
+def test_version_and_help_with_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("namm ")
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 1024)" in text and "(default: 64)" in text and "--task-option" in text
+
+
+def test_tasks_listing_has_a_header_and_aligned_columns(capsys):
+    assert main(["tasks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["TASK", "MODALITY", "METRIC", "SOURCE"]
+    column = lines[0].index("MODALITY")
+    assert all(line[column - 2:column] == "  " and line[column] != " " for line in lines[1:])
+
+
+# ---- item 17: --task-option ------------------------------------------------------------------------------
+
+
+def test_task_option_is_applied_validated_and_recorded(tmp_path, adapter, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--task", "toy_options", "--policy", "full", "--task-option", "count=3", "--out",
+                 str(out)]) == 0
+    rows = read_rows(out)
+    assert len(rows) == 3 and all(r["task_options"] == {"count": 3} for r in rows)
+    capsys.readouterr()
+    assert main(["run", "--task", "toy_options", "--policy", "full", "--task-option", "toy_options.count=0",
+                 "--out", str(out)]) == 2
+    assert "count must be >= 1, got 0" in one_error_line(capsys.readouterr().err, "run")
+
+
+# ---- item 15: keys and rows without this machine's paths -------------------------------------------------
+
+
+@pytest.mark.skipif(not SHIPPED_NAMM.with_suffix(".safetensors").exists(), reason="no shipped NAMM")
+def test_rows_store_relative_checkpoints_and_keys_follow_the_content(tmp_path):
+    copy = tmp_path / "elsewhere" / "namm"
+    copy.parent.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(SHIPPED_NAMM.with_suffix(suffix), copy.with_suffix(suffix))
+    keys = []
+    for checkpoint, out in ((str(SHIPPED_NAMM), tmp_path / "a.jsonl"), (str(copy), tmp_path / "b.jsonl")):
+        run_sweep(SweepConfig(tasks=["toy_echo"], policies=["namm"], limit=2, namm_checkpoint=checkpoint), out,
+                  adapter=FakeAdapter(), console=Console(file=io.StringIO()))
+        rows = read_rows(out)
+        keys.append([r["key"] for r in rows])
+    first = read_rows(tmp_path / "a.jsonl")[0]
+    assert first["policy_options"]["checkpoint"] == "checkpoints/namm_smollm2"
+    assert first["config"]["namm_checkpoint"] == "checkpoints/namm_smollm2"
+    assert str(ROOT) not in (tmp_path / "a.jsonl").read_text()
+    assert keys[0] == keys[1]  # same tensors, another folder: the same resume keys
+
+
+# ---- item 12: progress without a terminal ----------------------------------------------------------------
+
+
+def test_progress_without_a_terminal_is_one_line_per_episode_naming_the_cell(tmp_path):
+    stream = io.StringIO()
+    run_sweep(SweepConfig(tasks=["toy_echo"], policies=["full", "h2o"], cache_sizes=[8], limit=2),
+              tmp_path / "r.jsonl", adapter=FakeAdapter(), console=Console(file=stream))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("[1/4] toy_echo full seed 0 episode s0-0: contains 1.000")
+    assert lines[1].startswith("[2/4] toy_echo h2o@8 seed 0 episode s0-0: ")
+
+
+# ---- item 13: the report's figure, through matplotlib's objects ------------------------------------------
+
+
+def test_report_figure_names_task_model_length_n_metric_and_keeps_the_legend_outside(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(report_module, "save_figure_atomic", lambda fig, path: figures.append(fig))
+    out = tmp_path / "r.jsonl"
+    run_sweep(SweepConfig(tasks=["toy_echo"], policies=["full", "h2o", "streaming", "tova"], cache_sizes=[4, 8],
+                          limit=3, length=256), out, adapter=FakeAdapter(), console=Console(file=io.StringIO()))
+    write_report([out], tmp_path / "r.md")
+    (figure,) = figures
+    ax = figure.axes[0]
+    assert "toy_echo" in ax.get_title() and "smollm2-135m" in ax.get_title() and "n=3" in ax.get_title()
+    assert "256 tokens" in ax.get_title()
+    assert ax.get_ylabel().startswith("contains") and ax.get_xlabel() == "mean tokens kept per KV head"
+    legend = ax.get_legend()
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels[0].startswith("full") and {"h2o", "streaming", "tova"} <= set(labels)
+    figure.canvas.draw()
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # outside the data
+    colours = {container.get_label(): container.lines[0].get_color() for container in ax.containers}
+    assert set(colours) == {"h2o", "streaming", "tova"} and len(set(map(str, colours.values()))) == 3
+
+
+def test_fake_sweep_module_still_registers_the_toy_task():
+    assert fake_sweep.FakeAdapter and "toy_echo" in TASKS
