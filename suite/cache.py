@@ -4,6 +4,10 @@ Each layer stores ``[B, H, L, D]`` keys/values with a validity mask and the abso
 slot. After an eviction each head's kept tokens are compacted to the front (order preserved) and ``L``
 shrinks to the longest head, so memory is really returned. Tokens *seen* (which drive position ids) are
 tracked separately from tokens *held*. Keys are cached after RoPE, so nothing is ever re-rotated.
+
+Sliding-window layers (transformers' ``"sliding_attention"`` layer type; the attention hook tells each layer
+its window) hold at most their window: before new tokens are appended, the slots no later query can see
+are dropped, as transformers' own sliding cache does.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ class RaggedLayer(CacheLayerMixin):
         seen: tokens ever appended to this layer (prompt + generated).
         num_new: tokens appended since the last eviction; they are the last ``num_new`` slots.
         query_positions: int64 ``[B, q]`` positions of the tokens appended by the latest ``update``.
+        sliding_window: the window of a sliding-attention layer (a query at ``p`` sees keys at positions
+            ``> p - window``), ``None`` for full attention; set by the attention hook on the first pass.
+        uniform: every head holds the same slots (one mask serves all heads).
+        dropped: slots dropped from the front (out of the window) since the last compaction; recorded
+            attention rows are aligned on it.
     """
 
     is_sliding = False
@@ -58,6 +67,14 @@ class RaggedLayer(CacheLayerMixin):
         self.seen = 0
         self.num_new = 0
         self.query_positions: torch.Tensor | None = None
+        self.sliding_window: int | None = None
+        self.uniform = True
+        self.dropped = 0
+
+    @property
+    def layer_type(self) -> str:
+        """transformers' name of the layer's attention: ``"sliding_attention"`` or ``"full_attention"``."""
+        return "full_attention" if self.sliding_window is None else "sliding_attention"
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         batch, heads, _, _ = key_states.shape
@@ -83,6 +100,8 @@ class RaggedLayer(CacheLayerMixin):
         if position_ids is None or position_ids.shape[-1] != q:
             position_ids = torch.arange(self.seen, self.seen + q, device=self.device).expand(batch, q)
         self.query_positions = position_ids.to(device=self.device, dtype=torch.long).expand(batch, q)
+        if self.sliding_window is not None:
+            self.drop_outside_window(int(self.query_positions.min()))
         self.keys = torch.cat([self.keys, key_states], dim=-2)
         self.values = torch.cat([self.values, value_states], dim=-2)
         self.valid = torch.cat([self.valid, self.valid.new_ones((batch, heads, q))], dim=-1)
@@ -96,20 +115,46 @@ class RaggedLayer(CacheLayerMixin):
         _CURRENT.layer = self
         return self.keys, self.values
 
-    def attention_mask(self, sliding_window: int | None = None) -> torch.Tensor:
+    def attention_mask(self) -> torch.Tensor:
         """Bool ``[B, H, q, L]`` visibility of the cached slots for the latest queries: valid and causal by
-        absolute position (and within ``sliding_window`` when given)."""
+        absolute position, within the sliding window if any. ``[B, 1, q, L]`` when the heads are uniform."""
+        heads = slice(0, 1) if self.uniform else slice(None)
         q_pos = self.query_positions[:, None, :, None]
-        k_pos = self.positions[:, :, None, :]
-        mask = self.valid[:, :, None, :] & (k_pos <= q_pos)
-        if sliding_window is not None:
-            mask &= q_pos - k_pos < sliding_window
+        k_pos = self.positions[:, heads, None, :]
+        mask = self.valid[:, heads, None, :] & (k_pos <= q_pos)
+        if self.sliding_window is not None:
+            mask &= q_pos - k_pos < self.sliding_window
         return mask
+
+    def outside_window(self, next_position: int) -> torch.Tensor:
+        """Bool ``[B, H, L]``: valid slots no query at ``next_position`` or later can see (all False for a
+        full-attention layer)."""
+        if self.sliding_window is None:
+            return torch.zeros_like(self.valid)
+        return self.valid & (self.positions <= next_position - self.sliding_window)
+
+    def drop_outside_window(self, next_position: int) -> None:
+        """Drop the oldest slots that have left the window of every query from ``next_position`` on.
+
+        They are a prefix of every head unless heads are ragged with different numbers of such slots; then
+        only the common prefix is dropped here and the rest at the next memory update's compaction."""
+        if not self.is_initialized or not self.keys.shape[-2]:
+            return
+        outside = self.outside_window(next_position)
+        drop = int(outside.sum(-1).min())
+        if drop == 0 or not bool(outside[..., :drop].all()):
+            return
+        self.keys, self.values = self.keys[:, :, drop:], self.values[:, :, drop:]
+        self.valid, self.positions = self.valid[..., drop:], self.positions[..., drop:]
+        self.state = {name: t[:, :, drop:] for name, t in self.state.items()}
+        self.num_new = min(self.num_new, self.keys.shape[-2])
+        self.dropped += drop
 
     def compact(self, keep: torch.Tensor) -> None:
         """Keep the slots where ``keep`` ``[B, H, L]`` is True, moved to the front of each head in their
         original order; ``L`` shrinks to the longest head so the freed memory is released."""
         keep = keep & self.valid
+        self.dropped = 0
         if torch.equal(keep, self.valid) and bool(self.valid.all()):
             self.num_new = 0  # nothing evicted and no padding: no copy needed
             return
@@ -123,6 +168,7 @@ class RaggedLayer(CacheLayerMixin):
         self.valid = torch.arange(new_len, device=self.device) < counts[..., None]
         self.positions = self.positions.masked_fill(~self.valid, -1)
         self.state = {name: _gather(t, index) for name, t in self.state.items()}
+        self.uniform = bool((self.positions == self.positions[:, :1]).all())
         self.num_new = 0
 
     def held(self) -> torch.Tensor:
@@ -151,7 +197,9 @@ class RaggedLayer(CacheLayerMixin):
         return -1
 
     def reset(self) -> None:
+        window = self.sliding_window
         self.__init__(self.layer_idx, self.token_state_shapes, self.manager)
+        self.sliding_window = window
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         raise NotImplementedError("RaggedKVCache supports greedy decoding and sampling, not beam search")

@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .device import add_device_args, placement
+
 
 # the embedded model each adapter runs when `namm run` gets no --model
 DEFAULT_MODELS = {"language": "smollm2-135m", "video": "tiny-video-llm", "decision": "dt-hopper",
@@ -126,7 +128,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .adapters.language import LanguageAdapter
 
     manager = build_manager(args)
-    adapter = LanguageAdapter.from_pretrained(args.model)
+    adapter = LanguageAdapter.from_pretrained(args.model, **placement(args.device, args.dtype))
     result = adapter.generate(prompt, manager, max_new_tokens=args.max_new_tokens, chat=not args.no_chat)
     stats, extra = result.stats, result.extra
     print(result.output)
@@ -202,7 +204,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         model=args.model or DEFAULT_MODELS.get(args.adapter, DEFAULT_MODELS["language"]),
         seeds=args.seed, limit=args.limit, length=args.length, update_every=args.update_every,
         namm_checkpoint=args.namm_checkpoint, selection=args.selection, namm_cap=args.namm_cap,
-        data_path=args.data_path, task_options=_scoped(args.task_option or []),
+        data_path=args.data_path, task_options=_scoped(args.task_option or []), device=args.device,
+        dtype=args.dtype,
     )
     summary = run_sweep(config, Path(args.out), retry_errors=args.retry_errors)
     print(f"{summary.written} new result rows in {args.out}")
@@ -248,7 +251,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     from .evolution import EvolutionConfig, run_evolution
 
     config = EvolutionConfig.from_yaml(Path(args.config))
-    for name in ("workers", "backend", "address"):
+    for name in ("workers", "backend", "address", "device", "dtype"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
     config.__post_init__()
@@ -287,7 +290,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not sep or not path:
             raise SystemExit(f"namm demo: --model takes MODALITY=MODEL (language=path/to/model), got {item!r}")
         models[name] = path
-    run_demo(profile, Path(args.out), checkpoint, models)
+    run_demo(profile, Path(args.out), checkpoint, models, device=args.device, dtype=args.dtype)
     return 0
 
 
@@ -329,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--max-new-tokens", type=_positive, default=64, help="answer tokens at most")
     gen.add_argument("--no-chat", action="store_true", help="do not wrap the prompt in the chat template")
     _add_memory_args(gen)
+    add_device_args(gen)
     gen.set_defaults(func=cmd_generate)
 
     demo = command("demo", help="the cross-modal zero-shot transfer table (language, video, decision)")
@@ -340,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="NAMM applied zero-shot to every modality (default: the shipped one)")
     demo.add_argument("--model", action="append", metavar="MODALITY=MODEL",
                       help="replace a modality's model, e.g. language=path/to/hf-model (repeatable)")
+    add_device_args(demo)
     demo.set_defaults(func=cmd_demo)
 
     tasks = command("tasks", help="list the tasks (name, modality, metric, data source)")
@@ -371,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--data-path", default=None, help="local data for loader tasks")
     run.add_argument("--include-path", action="append", help="folder of user task YAML files")
     run.add_argument("--out", required=True, help="results JSONL (appended; finished episodes are skipped)")
+    add_device_args(run)
     run.set_defaults(func=cmd_run)
 
     report = command("report", help="markdown table + PNG of score vs cache size from results")
@@ -386,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     evolve.add_argument("--workers", type=_positive, default=None, help="parallel workers (default: config)")
     evolve.add_argument("--backend", choices=["local", "ray"], default=None, help="default: config")
     evolve.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    add_device_args(evolve, device=None, dtype=None)
     evolve.set_defaults(func=cmd_evolve)
 
     evo_report = command("evolution-report", help="fitness curve + table of an evolution run")

@@ -58,6 +58,8 @@ class Modality:
     reference_adapter: str | None = None
     reference_label: str = ""
     threads: int | None = 1
+    device: str = "auto"
+    dtype: str = "fp32"
 
     def sweep(self, namm_checkpoint: str, adapter: str | None = None,
               policies: list[str] | None = None) -> SweepConfig:
@@ -66,7 +68,7 @@ class Modality:
             cache_sizes=list(self.budgets) if policies is None else [], adapter=adapter or self.adapter,
             model=self.model, seeds=list(self.seeds), limit=self.limit, length=self.length,
             update_every=self.update_every, namm_checkpoint=namm_checkpoint, namm_cap=policies is None,
-            task_options=dict(self.task_options))
+            task_options=dict(self.task_options), device=self.device, dtype=self.dtype)
 
 
 LANGUAGE = Modality(
@@ -123,12 +125,14 @@ def label_for(modality: Modality):
 
 
 def run_demo(profile: str = "default", out: Path = Path("results"), namm_checkpoint: str | None = None,
-             models: dict[str, str] | None = None, console: Console | None = None) -> list[ModalityResult]:
+             models: dict[str, str] | None = None, console: Console | None = None, device: str = "auto",
+             dtype: str = "fp32") -> list[ModalityResult]:
     """Run every modality of ``profile``, write ``out/transfer.md`` and ``out/transfer.png`` and return
     the per-modality summaries. Raw rows go to ``out/transfer_runs/<modality>.jsonl`` (resumable).
 
     ``models`` replaces a modality's model (``{"language": "path/to/hf-causal-lm"}``); the rows are keyed
-    by model, so results of different models never mix."""
+    by model, so results of different models never mix. ``device``/``dtype`` place the language and video
+    models (the decision transformer is tiny and runs on the CPU in fp32, beside its simulator)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown demo profile {profile!r}; valid: {', '.join(PROFILES)}")
     modalities = {m.name: m for m in PROFILES[profile]}
@@ -136,6 +140,9 @@ def run_demo(profile: str = "default", out: Path = Path("results"), namm_checkpo
         if name not in modalities:
             raise ValueError(f"--model {name}=...: unknown modality {name!r}; valid: {', '.join(modalities)}")
         modalities[name] = replace(modalities[name], model=model)
+    for name, modality in modalities.items():
+        on_cpu = modality.adapter.startswith("decision")
+        modalities[name] = replace(modality, device="cpu" if on_cpu else device, dtype="fp32" if on_cpu else dtype)
     console = console or Console(stderr=True)
     checkpoint = namm_checkpoint or str(SHIPPED_NAMM)
     runs_dir = out / "transfer_runs" if profile == "default" else out / f"transfer_runs_{profile}"

@@ -11,10 +11,11 @@ eviction.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from .attention_rows import RowBuffer, first_row_needed, next_update
 from .cache import RaggedKVCache, RaggedLayer
 from .policies.base import MemoryPolicy, PolicyView, recent_tokens
 
@@ -67,6 +68,8 @@ class MemoryStats:
         peak_kv_bytes / final_kv_bytes: bytes of all key/value tensors (padding included).
         padding_overhead: final_kv_bytes / (held tokens × bytes per token) − 1.
         n_updates: memory updates run; update_seconds: time spent in them (features, scoring, eviction).
+        by_layer_type: per transformers layer type (``"full_attention"``, ``"sliding_attention"``): its
+            ``layers``, ``mean_kept``, ``final_kept`` and ``final_kv_bytes``.
     """
 
     mean_kept: float = 0.0
@@ -78,14 +81,20 @@ class MemoryStats:
     n_updates: int = 0
     update_seconds: float = 0.0
     tokens_seen: int = 0
+    by_layer_type: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float | int]:
-        return dict(self.__dict__)
+        """Flat numbers: ``by_layer_type`` becomes ``"<layer type>/<name>"`` keys."""
+        flat = {k: v for k, v in self.__dict__.items() if k != "by_layer_type"}
+        for kind, values in self.by_layer_type.items():
+            flat.update({f"{kind}/{name}": value for name, value in values.items()})
+        return flat
 
 
 @dataclass
 class _Accumulator:
     kept_sum: float = 0.0
+    kept_by_type: dict[str, float] = field(default_factory=dict)
     query_count: int = 0
     peak_kept: float = 0.0
     peak_bytes: int = 0
@@ -102,7 +111,7 @@ class MemoryManager:
         self.config = config or MemoryConfig()
         if policy.uses_budget and self.config.budget is None and policy.name != "full":
             raise ValueError(f"policy {policy.name!r} needs a cache budget (tokens per head)")
-        self._attention: dict[int, list[torch.Tensor]] = {}
+        self._attention: dict[int, RowBuffer] = {}
         self._acc = _Accumulator()
         self._last_update_seen = 0
         self.cache: RaggedKVCache | None = None
@@ -133,33 +142,52 @@ class MemoryManager:
     def on_layer_update(self, layer: RaggedLayer) -> None:
         """After a layer appended its new tokens: account for the keys the new queries attend to."""
         queries = layer.query_positions.shape[-1]
-        held = float(layer.held().float().mean())
+        # a uniform single sequence holds every slot: no reduction (and no device sync) needed
+        uniform = layer.uniform and layer.keys.shape[0] == 1
+        held = float(layer.keys.shape[-2]) if uniform else float(layer.held().float().mean())
         if layer.layer_idx == 0:
             self._acc.query_count += queries
         self._acc.kept_sum += held * queries
+        by_type = self._acc.kept_by_type
+        by_type[layer.layer_type] = by_type.get(layer.layer_type, 0.0) + held * queries
         self._acc.peak_kept = max(self._acc.peak_kept, held)
         self._acc.pass_bytes += layer.nbytes()
 
+    def first_row_to_record(self, layer: RaggedLayer) -> int | None:
+        """Index of the first of ``layer``'s latest query rows whose attention the policy will read at the
+        next update (``None``: none; the hook then computes no probabilities)."""
+        if not self.needs_attention:
+            return None
+        return first_row_needed(layer.seen, layer.query_positions.shape[-1], self.policy.attention_rows,
+                                self._next_update(layer.seen))
+
+    def _next_update(self, seen: int) -> int | None:
+        """Tokens seen at the next update, when the schedule alone decides it (else ``None``)."""
+        return next_update(seen, self.config.update_every)
+
     def record_attention(self, layer: RaggedLayer, probs: torch.Tensor) -> None:
-        """Keep the attention rows the policy needs. ``probs``: float32 ``[B, H, G, q, K]`` softmax
-        probabilities of the G query heads of each KV head; they are averaged over G (docs/namm-spec.md
-        §2)."""
+        """Keep the attention rows the policy needs. ``probs``: float32 ``[B, H, G, r, K]`` softmax
+        probabilities of the G query heads of each KV head for the rows from :meth:`first_row_to_record`
+        on; they are averaged over G (docs/namm-spec.md §2)."""
         rows = probs.float().mean(2)
-        buffer = self._attention.setdefault(layer.layer_idx, [])
-        buffer.append(rows)
-        limit = self.policy.attention_rows
-        if limit is not None:
-            while len(buffer) > 1 and sum(r.shape[2] for r in buffer[1:]) >= limit:
-                buffer.pop(0)
+        limit, target = self.policy.attention_rows, self._next_update(layer.seen)
+        buffer = self._attention.get(layer.layer_idx)
+        if buffer is None or (limit is not None and buffer.target != target):
+            ahead = 0 if target is None else target - layer.seen  # tokens still to come before the update
+            buffer = RowBuffer(rows, limit or rows.shape[2] + ahead, layer.dropped + rows.shape[3] + ahead,
+                               limit, target)
+            self._attention[layer.layer_idx] = buffer
+        buffer.add(rows, layer.dropped)
 
     # ---- the memory update --------------------------------------------------------------------------
     def update(self, cache: RaggedKVCache) -> None:
         """One memory update on every layer: build each layer's view, ask the policy, evict, compact."""
         start = time.perf_counter()
         for layer in cache.layers:
+            next_position = int(layer.query_positions.max()) + 1
+            layer.drop_outside_window(next_position)
             view = self._view(layer)
-            keep = self.policy.select(view)
-            self._check_keep(keep, view)
+            keep = self._select(layer, view) & ~layer.outside_window(next_position)
             layer.state.update(view.state)
             layer.compact(keep)
             self._attention.pop(layer.layer_idx, None)
@@ -167,10 +195,25 @@ class MemoryManager:
         self._acc.n_updates += 1
         self._acc.update_seconds += time.perf_counter() - start
 
+    def _select(self, layer: RaggedLayer, view: PolicyView) -> torch.Tensor:
+        """The policy's checked keep mask. On a sliding-window layer the budget applies only where it is
+        smaller than the window; a budgeted policy with no budget left to apply keeps every slot."""
+        if layer.sliding_window is not None and view.budget is not None and view.budget >= layer.sliding_window:
+            view.budget = None
+        if self.policy.uses_budget and view.budget is None and self.config.budget is not None:
+            return view.valid.clone()
+        keep = self.policy.select(view)
+        self._check_keep(keep, view)
+        return keep
+
     def _view(self, layer: RaggedLayer) -> PolicyView:
         attn = None
         if self.policy.needs_attention:
-            attn = _stack_rows(self._attention.get(layer.layer_idx, []), layer.keys.shape[-2], self.policy)
+            buffer = self._attention.get(layer.layer_idx)
+            if buffer is None:
+                raise RuntimeError(f"policy {self.policy.name!r} needs attention but none was recorded: "
+                                   "load the model with attn_implementation='namm'")
+            attn = buffer.read(layer.dropped, layer.keys.shape[-2])
         return PolicyView(
             layer=layer.layer_idx,
             attn=attn,
@@ -252,17 +295,18 @@ class MemoryManager:
             n_updates=acc.n_updates,
             update_seconds=acc.update_seconds,
             tokens_seen=cache.seen_tokens,
+            by_layer_type=self._stats_by_layer_type(),
         )
 
+    def _stats_by_layer_type(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for kind in sorted({layer.layer_type for layer in self.cache.layers}):
+            layers = [layer for layer in self.cache.layers if layer.layer_type == kind]
+            out[kind] = {
+                "layers": len(layers),
+                "mean_kept": self._acc.kept_by_type.get(kind, 0.0) / max(self._acc.query_count * len(layers), 1),
+                "final_kept": float(torch.stack([layer.held().float().mean() for layer in layers]).mean()),
+                "final_kv_bytes": sum(layer.nbytes() for layer in layers),
+            }
+        return out
 
-def _stack_rows(rows: list[torch.Tensor], n_keys: int, policy: MemoryPolicy) -> torch.Tensor:
-    """Concatenate recorded attention rows ``[B, H, q_i, K_i]`` into ``[B, H, Q, n_keys]``, zero-extending
-    rows recorded when the cache was shorter (the cache only grows between updates)."""
-    if not rows:
-        raise RuntimeError(f"policy {policy.name!r} needs attention but none was recorded: "
-                           "load the model with attn_implementation='namm'")
-    padded = [torch.nn.functional.pad(r, (0, n_keys - r.shape[-1])) for r in rows]
-    stacked = torch.cat(padded, dim=2)
-    if policy.attention_rows is not None:
-        stacked = stacked[:, :, -policy.attention_rows:]
-    return stacked

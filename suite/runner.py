@@ -33,6 +33,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .device import placement, resolve_device
 from .manager import MemoryConfig, MemoryManager
 from .policies import POLICIES, create_policy
 from .provenance import provenance
@@ -55,6 +56,8 @@ class SweepConfig:
         limit: episodes per task and seed. length: target prompt tokens (synthetic) or window (loaders).
         update_every: memory schedule; ``namm_checkpoint`` / ``selection``: NAMM settings.
         data_path: local data for loader tasks; task_options: extra task parameters.
+        device / dtype: where the model runs (``auto``/``cpu``/``cuda``; ``fp32``/``bf16``/``fp16``, see
+            :mod:`namm_suite.device`); rows record the resolved device and the dtype.
     """
 
     tasks: list[str]
@@ -71,9 +74,13 @@ class SweepConfig:
     namm_cap: bool = False
     data_path: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    dtype: str = "fp32"
 
     def __post_init__(self) -> None:
         from .tasks import TASKS, with_options
+
+        placement(self.device, self.dtype)  # an unknown or unavailable device or dtype is named
 
         for name in self.tasks:
             with_options(TASKS.get(name)(), self.task_options)  # unknown options and bad values are named
@@ -155,6 +162,7 @@ def row_key(config: SweepConfig, spec: RunSpec, task, seed: int, episode_id: str
     }
     if task.version != 1:
         parts["task_version"] = task.version
+    parts.update(placement(config.device, config.dtype))  # empty on cpu/fp32: older rows keep resuming
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -199,7 +207,7 @@ def _run_locked(config: SweepConfig, out: Path, adapter, console: Console, retry
 
     latest = {row["key"]: row for row in read_rows(out) if "key" in row}
     done = {key for key, row in latest.items() if not (retry_errors and row.get("status") != "ok")}
-    adapter = adapter or create_adapter(config.adapter, config.model)
+    adapter = adapter or create_adapter(config.adapter, config.model, **placement(config.device, config.dtype))
     cells, work = _plan(config, adapter)
     work = [item for item in work if item[-1] not in done]
     base = {"provenance": provenance(), "config": {**asdict(config), "namm_checkpoint": portable_path(
@@ -311,6 +319,7 @@ def _run_one(config: SweepConfig, adapter, task, seed: int, episode, spec: RunSp
         "policy_options": {**options, **({"checkpoint": portable_path(options["checkpoint"])}
                                          if "checkpoint" in options else {})},
         "task_options": options_for(task.name, config.task_options), "episode_metadata": episode.metadata,
+        "device": resolve_device(config.device), "dtype": config.dtype,
     }
     start = time.perf_counter()
     try:

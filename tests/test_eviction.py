@@ -31,6 +31,8 @@ def _masked_reference(module, query, key, value, attention_mask, scaling=None, d
             late = q_pos >= HIDE_FROM
             for p in positions:
                 visible[head, late, p] = False
+    if kwargs.get("sliding_window") is not None:
+        visible &= (q_pos[:, None] - k_pos[None, :] < kwargs["sliding_window"])[None]
     visible = visible.repeat_interleave(groups, dim=0)[None]
     scores = (query @ key.repeat_interleave(groups, 1).transpose(2, 3)) * scaling
     probs = torch.softmax(scores.masked_fill(~visible, float("-inf")), -1)
@@ -43,7 +45,7 @@ AttentionInterface.register("masked_reference", _masked_reference)
 
 @dataclass
 class _ScriptedPolicy(MemoryPolicy):
-    """Evicts HIDDEN tokens at the first update and nothing afterwards."""
+    """Evicts HIDDEN tokens at the first update (T = HIDE_FROM) and nothing afterwards."""
 
     uses_budget = False
     calls: list[int] = field(default_factory=list)
@@ -51,7 +53,7 @@ class _ScriptedPolicy(MemoryPolicy):
     def select(self, view: PolicyView) -> torch.Tensor:
         self.calls.append(view.layer)
         keep = view.valid.clone()
-        if len(self.calls) <= 2:  # first update: both layers
+        if int(view.positions.max()) < HIDE_FROM:  # the first update
             for (layer, head), positions in HIDDEN.items():
                 if layer == view.layer:
                     for p in positions:

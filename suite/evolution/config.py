@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from ..device import placement
+
 
 @dataclass
 class Stage:
@@ -35,6 +37,7 @@ class EvolutionConfig:
         selection: NAMM eviction rule used during evolution.
         cache_penalty: p in [0, 1); fitness is multiplied by (1 − p × kept fraction). 0 = the spec's raw
             fitness; > 0 is a documented deviation that asks for smaller caches.
+        device / dtype: where each worker's model runs (see :mod:`namm_suite.device`).
     """
 
     stages: list[Stage]
@@ -57,6 +60,8 @@ class EvolutionConfig:
     address: str | None = None
     selection: str = "kappa"
     cache_penalty: float = 0.0
+    device: str = "auto"
+    dtype: str = "fp32"
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, list) or not all(isinstance(s, (Stage, dict)) for s in self.stages):
@@ -84,6 +89,10 @@ class EvolutionConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"evolution config: invalid {name} = {getattr(self, name)!r}")
+        try:
+            placement(self.device, self.dtype)
+        except ValueError as error:
+            raise ValueError(f"evolution config: {error}") from None
 
     @classmethod
     def from_yaml(cls, path: Path) -> EvolutionConfig:

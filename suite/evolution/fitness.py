@@ -31,9 +31,11 @@ class FitnessEvaluator:
 
     def __init__(self, config: EvolutionConfig, adapter=None) -> None:
         from ..adapters.base import create_adapter
+        from ..device import placement
 
         self.config = config
-        self.adapter = adapter or create_adapter(config.adapter, config.model)
+        self.adapter = adapter or create_adapter(config.adapter, config.model,
+                                                 **placement(config.device, config.dtype))
         self._tasks: dict[str, object] = {}
 
     def task(self, name: str):
