@@ -19,6 +19,7 @@ evicting tokens never shifts anything the model sees about time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -68,7 +69,17 @@ class DTMeta:
         path = folder / META_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: a DT checkpoint needs {META_FILE} beside config.json")
-        return cls(**json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        fields = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(data, dict) or set(data) != set(fields):
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{path}: expected the fields {', '.join(fields)}, got {got}")
+        if len(data["state_mean"]) != len(data["state_std"]) or min(data["state_std"], default=0) <= 0:
+            raise ValueError(f"{path}: state_mean and state_std must be lists of one size, std > 0")
+        return cls(**data)
 
     def save(self, folder: Path) -> None:
         (folder / META_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n")
@@ -109,12 +120,7 @@ class DecisionAdapter:
         self.std = torch.tensor(meta.state_std, dtype=torch.float32)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, protocol: str = "cache", device: str = "cpu",
-                        dtype: torch.dtype = torch.float32) -> DecisionAdapter:
-        """Load a DT checkpoint; it runs on the CPU in float32 (a few tiny matmuls per simulator step)."""
-        if device != "cpu" or dtype != torch.float32:
-            raise ValueError(f"the decision adapter runs on the CPU in fp32, got device {device!r}, dtype "
-                             f"{str(dtype).removeprefix('torch.')}: pass --device cpu --dtype fp32")
+    def from_pretrained(cls, name_or_path: str, protocol: str = "cache") -> DecisionAdapter:
         path = resolve_dt(name_or_path)
         model = DecisionTransformerModel.from_pretrained(path, attn_implementation=ATTN_IMPLEMENTATION,
                                                          local_files_only=True)
@@ -169,14 +175,28 @@ class DecisionAdapter:
         """Roll out ``episode`` (inputs ``env_id``, ``env_seed``, ``max_steps``, optional
         ``target_return``); ``output`` is the undiscounted episode return."""
         inputs = episode.inputs
-        if inputs["env_id"] != self.meta.env_id:
-            raise ValueError(f"this DT was trained on {self.meta.env_id}, the episode asks for {inputs['env_id']}")
-        if self.protocol == "window" and manager.policy.name != "full":
-            raise ValueError("the window protocol re-encodes K steps and takes no memory policy: run it with "
-                             f"policy 'full', not {manager.policy.name!r}")
+        self.check(episode, manager.policy.name)
         target = inputs.get("target_return")
         return self.rollout(inputs["env_id"], inputs["env_seed"], inputs["max_steps"],
                             self.meta.target_return if target is None else float(target), manager)
+
+    def check(self, episode: Episode, policy: str) -> None:
+        """Refuse, before any rollout, what this DT cannot run: another environment, a state size other
+        than the environment's, or a memory policy under the window protocol (the runner calls it once per
+        task and cell before the sweep starts)."""
+        env_id = episode.inputs["env_id"]
+        if env_id != self.meta.env_id:
+            raise ValueError(f"this DT was trained on {self.meta.env_id}; task {episode.task!r} runs {env_id}: "
+                             f"give --model a DT trained on {env_id}")
+        if self.protocol == "window" and policy != "full":
+            raise ValueError("the window protocol re-encodes K steps and takes no memory policy: run it with "
+                             f"policy 'full', not {policy!r}")
+        states = gym.make(env_id).observation_space.shape[0]
+        sizes = {"the model's state_dim": self.model.config.state_dim, "dt_meta.json state_mean": len(self.mean)}
+        wrong = {name: size for name, size in sizes.items() if size != states}
+        if wrong:
+            raise ValueError(f"{env_id} observations have {states} values but "
+                             + ", ".join(f"{name} has {size}" for name, size in wrong.items()))
 
     def rollout(self, env_id: str, seed: int, max_steps: int, target_return: float,
                 manager: MemoryManager) -> Prediction:

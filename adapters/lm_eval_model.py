@@ -40,7 +40,6 @@ from lm_eval.models.utils import (
 from tqdm import tqdm
 
 from namm_suite.attention import ATTN_IMPLEMENTATION
-from namm_suite.device import DTYPES, resolve_device
 from namm_suite.manager import MemoryConfig, MemoryManager, MemoryStats
 from namm_suite.policies import POLICIES, create_policy
 from namm_suite.registry import UnknownNameError
@@ -106,6 +105,22 @@ def _positive_int(name: str, value: object) -> int:
     return number
 
 
+def _check_hflm_arguments(kwargs: dict[str, Any]) -> None:
+    """Refuse a ``model_args`` key that is neither a memory argument nor an ``HFLM`` one (a typo such as
+    ``update_evry`` would otherwise reach the model's ``__init__``)."""
+    import difflib
+    import inspect
+
+    known = {*inspect.signature(NammLM.__init__).parameters, *inspect.signature(HFLM.__init__).parameters}
+    known -= {"self", "kwargs"}
+    for key in kwargs:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"namm model_args: unknown key {key!r}.{hint} Memory keys: policy, cache_size, "
+                             "update_every, namm_checkpoint, selection; the others go to lm-eval's HFLM")
+
+
 @register_model("namm")
 class NammLM(HFLM):
     """lm-eval's Hugging Face model with its KV cache managed by a memory policy (batch size 1).
@@ -114,9 +129,8 @@ class NammLM(HFLM):
         pretrained: an embedded model name (e.g. ``smollm2-135m``) or a local HF checkpoint directory.
         policy, cache_size, update_every, namm_checkpoint, selection: see :class:`MemoryArgs`.
         batch_size: must be 1 (one sequence per cache).
-        device: ``auto`` (default: ``cuda`` when available, else ``cpu``), ``cpu`` or ``cuda``.
-        dtype: ``fp32`` (default), ``bf16``, ``fp16`` (as ``namm --dtype``) or any ``HFLM`` dtype name.
-        **kwargs: any other ``HFLM`` argument (``max_length``, ``add_bos_token``, ...).
+        device: ``cuda`` when available, else ``cpu``, unless given.
+        **kwargs: any other ``HFLM`` argument (``dtype``, ``max_length``, ``add_bos_token``, ...).
 
     After a run, :attr:`memory_log` holds one :class:`MemoryStats` per sequence, summarised by
     :meth:`memory_summary` and written into lm-eval's ``results["config"]``.
@@ -126,14 +140,14 @@ class NammLM(HFLM):
                  update_every: int = 64, namm_checkpoint: str | None = None, selection: str = "kappa",
                  batch_size: int | str = 1, device: str | None = None, **kwargs: Any) -> None:
         self.memory = MemoryArgs(policy, cache_size, update_every, namm_checkpoint, selection)
+        _check_hflm_arguments(kwargs)
         self.manager = self.memory.build_manager()
         self.memory_log: list[MemoryStats] = []
         if str(batch_size) != "1":
             raise ValueError(f"namm model runs one sequence per cache: batch_size must be 1, got {batch_size}")
         if kwargs.pop("attn_implementation", ATTN_IMPLEMENTATION) != ATTN_IMPLEMENTATION:
             raise ValueError(f"namm model always loads with attn_implementation={ATTN_IMPLEMENTATION!r}")
-        device = resolve_device(device or "auto")
-        kwargs["dtype"] = DTYPES.get(str(kwargs.get("dtype", "fp32")), kwargs.get("dtype"))  # fp32 -> float32
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         path = str(resolve_model(str(pretrained)))
         super().__init__(pretrained=path, batch_size=1, device=device,
                          attn_implementation=ATTN_IMPLEMENTATION, **kwargs)

@@ -118,7 +118,7 @@ def test_errors_are_clear(models):
     _, hooked = models
     episode = Episode("walker2d", "s0-0", {"env_id": "Walker2d-v5", "env_seed": 0, "max_steps": 5}, ())
     full = MemoryManager(create_policy("full"))
-    with pytest.raises(ValueError, match="trained on Hopper-v5, the episode asks for Walker2d-v5"):
+    with pytest.raises(ValueError, match="trained on Hopper-v5; task .walker2d. runs Walker2d-v5: give --model"):
         DecisionAdapter(hooked, meta()).run(episode, full)
     hopper = Episode("hopper", "s0-0", {"env_id": "Hopper-v5", "env_seed": 0, "max_steps": 5}, ())
     with pytest.raises(ValueError, match="window protocol .* policy 'full', not 'h2o'"):

@@ -327,3 +327,29 @@ def test_report_figure_names_task_model_length_n_metric_and_keeps_the_legend_out
 
 def test_fake_sweep_module_still_registers_the_toy_task():
     assert fake_sweep.FakeAdapter and "toy_echo" in TASKS
+
+
+# ---- items 4 and 16: the lm-eval bridge's model_args, dt_meta.json -------------------------------------
+
+
+def test_misspelled_lm_eval_model_arg_is_named_with_a_suggestion():
+    from namm_suite.adapters.lm_eval_model import _check_hflm_arguments
+
+    _check_hflm_arguments({"max_length": 512})  # an HFLM argument passes
+    with pytest.raises(ValueError, match="unknown key 'update_evry'. Did you mean 'update_every'"):
+        _check_hflm_arguments({"update_evry": 16})
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"env_id": "Hopper-v5"}), "expected the fields env_id, state_mean"),
+    (json.dumps({"env_id": "Hopper-v5", "state_mean": [0.0], "state_std": [1.0], "context_steps": 20,
+                 "return_scale": 1000.0, "target_return": 3600.0, "provenance": {}, "extra": 1}), "'extra'"),
+])
+def test_bad_dt_meta_is_a_value_error_naming_the_file(tmp_path, text, named):
+    from namm_suite.adapters.decision import DTMeta
+
+    (tmp_path / "dt_meta.json").write_text(text)
+    with pytest.raises(ValueError, match="dt_meta.json") as info:
+        DTMeta.load(tmp_path)
+    assert named in str(info.value)
