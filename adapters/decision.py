@@ -120,7 +120,12 @@ class DecisionAdapter:
         self.std = torch.tensor(meta.state_std, dtype=torch.float32)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, protocol: str = "cache") -> DecisionAdapter:
+    def from_pretrained(cls, name_or_path: str, protocol: str = "cache", device: str = "cpu",
+                        dtype: torch.dtype = torch.float32) -> DecisionAdapter:
+        """Load a DT checkpoint; it runs on the CPU in float32 (a few tiny matmuls per simulator step)."""
+        if device != "cpu" or dtype != torch.float32:
+            raise ValueError(f"the decision adapter runs on the CPU in fp32, got device {device!r}, dtype "
+                             f"{str(dtype).removeprefix('torch.')}: pass --device cpu --dtype fp32")
         path = resolve_dt(name_or_path)
         model = DecisionTransformerModel.from_pretrained(path, attn_implementation=ATTN_IMPLEMENTATION,
                                                          local_files_only=True)

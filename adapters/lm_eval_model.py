@@ -40,6 +40,7 @@ from lm_eval.models.utils import (
 from tqdm import tqdm
 
 from namm_suite.attention import ATTN_IMPLEMENTATION
+from namm_suite.device import DTYPES, resolve_device
 from namm_suite.manager import MemoryConfig, MemoryManager, MemoryStats
 from namm_suite.policies import POLICIES, create_policy
 from namm_suite.registry import UnknownNameError
@@ -129,8 +130,9 @@ class NammLM(HFLM):
         pretrained: an embedded model name (e.g. ``smollm2-135m``) or a local HF checkpoint directory.
         policy, cache_size, update_every, namm_checkpoint, selection: see :class:`MemoryArgs`.
         batch_size: must be 1 (one sequence per cache).
-        device: ``cuda`` when available, else ``cpu``, unless given.
-        **kwargs: any other ``HFLM`` argument (``dtype``, ``max_length``, ``add_bos_token``, ...).
+        device: ``auto`` (default: ``cuda`` when available, else ``cpu``), ``cpu`` or ``cuda``.
+        dtype: ``fp32`` (default), ``bf16``, ``fp16`` (as ``namm --dtype``) or any ``HFLM`` dtype name.
+        **kwargs: any other ``HFLM`` argument (``max_length``, ``add_bos_token``, ...).
 
     After a run, :attr:`memory_log` holds one :class:`MemoryStats` per sequence, summarised by
     :meth:`memory_summary` and written into lm-eval's ``results["config"]``.
@@ -147,7 +149,8 @@ class NammLM(HFLM):
             raise ValueError(f"namm model runs one sequence per cache: batch_size must be 1, got {batch_size}")
         if kwargs.pop("attn_implementation", ATTN_IMPLEMENTATION) != ATTN_IMPLEMENTATION:
             raise ValueError(f"namm model always loads with attn_implementation={ATTN_IMPLEMENTATION!r}")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device or "auto")
+        kwargs["dtype"] = DTYPES.get(str(kwargs.get("dtype", "fp32")), kwargs.get("dtype"))  # fp32 -> float32
         path = str(resolve_model(str(pretrained)))
         super().__init__(pretrained=path, batch_size=1, device=device,
                          attn_implementation=ATTN_IMPLEMENTATION, **kwargs)
