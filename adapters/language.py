@@ -7,6 +7,7 @@ Grouped-query attention needs nothing special: the hook averages each KV head's 
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -19,9 +20,18 @@ from namm_suite.tasks.base import Episode
 from .base import ADAPTERS, Prediction
 from .models import load_causal_lm
 
+logger = logging.getLogger(__name__)
+
 
 class LanguageAdapter:
-    """Runs prompts through a frozen causal LM whose KV cache is managed by a :class:`MemoryManager`."""
+    """Runs prompts through a frozen causal LM whose KV cache is managed by a :class:`MemoryManager`.
+
+    Prompt format: a chat model's prompt is its chat template around one user turn (the task's prompt),
+    with the generation prompt (assistant header) after it. A tokenizer without a chat template (a base
+    model, some GGUF files) gets the plain-text format instead, with a warning: the tokenizer's BOS token if
+    it adds one, then the prompt text, then the question and answer cue as the task gives them (e.g.
+    ``"...\nAnswer:"``), nothing else; ``chat=False`` asks for it on any model.
+    """
 
     modality = "language"
 
@@ -33,6 +43,9 @@ class LanguageAdapter:
             )
         self.model = model
         self.tokenizer = tokenizer
+        if not getattr(tokenizer, "chat_template", None):
+            logger.warning("%s: the tokenizer has no chat template; prompts are plain text (BOS, prompt, "
+                           "question and answer cue; see LanguageAdapter)", model.config.name_or_path)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: torch.dtype = torch.float32,

@@ -11,6 +11,7 @@ or a local directory holding ``config.json``.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import logging
 import os
@@ -102,12 +103,16 @@ def embedded_model_dir(name: str) -> Path:
 def resolve_model(name_or_path: str) -> Path:
     """Turn a model argument into a local Hugging Face checkpoint directory.
 
-    A directory holding ``config.json`` is returned as is. An embedded model's name is converted on first
-    use (see :func:`convert_embedded`) and its cached directory returned. Anything else raises
-    :class:`ValueError` listing the embedded names, or :class:`FileNotFoundError` for a directory that is
-    not a checkpoint.
+    A directory holding ``config.json`` is returned as is. An embedded model's name, or the path of any
+    ``.gguf`` file, is dequantised and converted on first use (see :func:`convert_gguf`) and its cached
+    directory returned. Anything else raises :class:`ValueError` listing the embedded names, or
+    :class:`FileNotFoundError` for a directory that is not a checkpoint.
     """
     path = Path(name_or_path).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        return convert_gguf(path, gguf_cache_name(path))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
@@ -124,47 +129,62 @@ def resolve_model(name_or_path: str) -> Path:
     return convert_embedded(embedded)
 
 
+def gguf_cache_name(path: Path) -> str:
+    """Cache name of a user's GGUF file: its stem and a digest of its absolute path, size and mtime (a
+    changed file is converted again)."""
+    stat = path.stat()
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"gguf-{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
 def convert_embedded(model: EmbeddedModel) -> Path:
-    """Convert ``model`` to a safetensors checkpoint once, and return its directory.
+    """Convert an embedded model's GGUF once (:func:`convert_gguf`) and return its directory."""
+    return convert_gguf(model.gguf_path(), model.name)
+
+
+def convert_gguf(gguf: Path, name: str) -> Path:
+    """Convert the GGUF file ``gguf`` to a float32 safetensors checkpoint named ``name`` in the cache dir,
+    once, and return its directory.
 
     The checkpoint is written into a hidden temporary directory next to the target and renamed into
     place, so a crash never leaves a directory that looks complete. A file lock makes concurrent processes
     (e.g. an evolution worker pool) convert once; should another process win anyway, its copy is kept.
     """
-    target = embedded_model_dir(model.name)
+    target = embedded_model_dir(name)
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{model.name}.lock", "w") as lock:
+    with open(target.parent / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
         if (target / "config.json").is_file():  # converted while we waited
             return target
-        for stale in target.parent.glob(f".{model.name}.tmp-*"):  # left by a killed run: we hold the lock
+        for stale in target.parent.glob(f".{name}.tmp-*"):  # left by a killed run: we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
         start = time.perf_counter()
-        scratch = Path(tempfile.mkdtemp(prefix=f".{model.name}.tmp-", dir=target.parent))
+        scratch = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=target.parent))
         try:
-            _convert_gguf(model, scratch)
+            _convert_gguf(gguf, name, scratch)
             scratch.chmod(0o755)  # mkdtemp's 0o700 would make a shared cache private
             try:
                 os.rename(scratch, target)
             except OSError:
                 if not (target / "config.json").is_file():
                     raise
-                logger.info("another process converted %s first; keeping its copy", model.name)
+                logger.info("another process converted %s first; keeping its copy", name)
             else:
                 seconds = time.perf_counter() - start
-                logger.info("converted %s to %s in %.1f s (once)", model.name, target, seconds)
+                logger.info("converted %s to %s in %.1f s (once)", name, target, seconds)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)  # gone already after a successful rename
     return target
 
 
-def _convert_gguf(model: EmbeddedModel, out_dir: Path) -> None:
-    """Dequantise ``model``'s GGUF to float32 and save model, tokenizer and generation config in ``out_dir``."""
+def _convert_gguf(gguf: Path, name: str, out_dir: Path) -> None:
+    """Dequantise ``gguf`` to float32 and save model, tokenizer and generation config in ``out_dir``; the
+    chat template comes from the GGUF metadata when the tokenizer lacks one (a file without any is
+    converted too: prompts are then plain text, see ``LanguageAdapter``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    gguf = model.gguf_path()
     lm = AutoModelForCausalLM.from_pretrained(
         gguf.parent,
         gguf_file=gguf.name,
@@ -175,9 +195,12 @@ def _convert_gguf(model: EmbeddedModel, out_dir: Path) -> None:
     )
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     if not tokenizer.chat_template:
-        tokenizer.chat_template = read_gguf_chat_template(gguf)
+        try:
+            tokenizer.chat_template = read_gguf_chat_template(gguf)
+        except ValueError:
+            logger.warning("%s has no chat template: prompts to %s will be plain text", gguf, name)
     tokenizer.model_max_length = lm.config.max_position_embeddings
-    _check_dense(lm, model.name)
+    _check_dense(lm, name)
     lm.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
 

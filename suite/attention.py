@@ -63,10 +63,10 @@ def _probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor, s
     (scores in the model's dtype, softmax accumulated in float32); ``mask`` ``[B, 1|H, 1|G, q, K]``."""
     batch, q_heads, q_len, head_dim = query.shape
     grouped = query.view(batch, key.shape[1], q_heads // key.shape[1], q_len, head_dim)
-    scores = torch.matmul(grouped, key[:, :, None].transpose(-1, -2)) * scaling  # [B, H, G, q, K]
+    scores = torch.matmul(grouped, key[:, :, None].transpose(-1, -2)).mul_(scaling)  # [B, H, G, q, K]
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
-    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1, dtype=torch.float32)
+    return torch.softmax(scores.masked_fill_(~mask, float("-inf")), dim=-1, dtype=torch.float32)
 
 
 def namm_attention(

@@ -61,3 +61,16 @@ def test_lm_eval_bridge_takes_the_same_device_and_dtype_names(tiny_checkpoint):
     lm = NammLM(str(tiny_checkpoint), policy="full", device="cpu", dtype="bf16")
     assert lm.model.dtype == torch.bfloat16 and lm.device.type == "cpu"
     assert lm.model.config._attn_implementation == "namm"
+
+
+def test_tokenizer_without_chat_template_warns_and_uses_plain_text(tiny_checkpoint, caplog):
+    from namm_suite.adapters.language import LanguageAdapter
+    from namm_suite.adapters.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(str(tiny_checkpoint), attn_implementation="namm")
+    tokenizer.chat_template = None
+    with caplog.at_level("WARNING"):
+        adapter = LanguageAdapter(model, tokenizer)
+    assert "no chat template; prompts are plain text" in caplog.text
+    expected = tokenizer("What is 2+2?", return_tensors="pt").input_ids
+    assert torch.equal(adapter.encode("What is 2+2?"), expected)

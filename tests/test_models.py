@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -95,7 +97,7 @@ def test_converted_model_is_reused(tmp_path, monkeypatch):
 def test_failed_conversion_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     monkeypatch.setenv("NAMM_CACHE_DIR", str(tmp_path))
 
-    def crash(model, out_dir):
+    def crash(gguf, name, out_dir):
         (out_dir / "config.json").write_text("{}")
         raise RuntimeError("killed mid-conversion")
 
@@ -110,7 +112,7 @@ def test_conversion_is_renamed_into_place_and_tolerates_a_race(tmp_path, monkeyp
     monkeypatch.setenv("NAMM_CACHE_DIR", str(tmp_path))
     target = embedded_model_dir("smollm2-135m")
 
-    def convert(model, out_dir):
+    def convert(gguf, name, out_dir):
         (out_dir / "config.json").write_text('{"mine": true}')
         if race:  # another process finishes first, between our conversion and our rename
             target.mkdir()
@@ -157,3 +159,43 @@ def test_smollm2_config_and_greedy_answer(smollm2):
         out = model.generate(**inputs, do_sample=False, max_new_tokens=20)
     answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer
+
+
+def test_any_gguf_file_is_converted_once_under_its_own_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAMM_CACHE_DIR", str(tmp_path / "cache"))
+    user_file = tmp_path / "My-Model.Q4_K_M.gguf"
+    user_file.write_bytes(b"GGUF")
+    calls = []
+
+    def convert(gguf, name, out_dir):
+        calls.append((gguf, name))
+        (out_dir / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    target = resolve_model(str(user_file))
+    assert target.parent == tmp_path / "cache" / "models" and target.name.startswith("gguf-My-Model.Q4_K_M-")
+    assert resolve_model(str(user_file)) == target and calls == [(user_file, target.name)]  # once
+    user_file.write_bytes(b"GGUF, edited")  # a changed file is a new model
+    assert resolve_model(str(user_file)) != target and len(calls) == 2
+
+
+def test_missing_gguf_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="GGUF file not found: .*absent.gguf"):
+        resolve_model(str(tmp_path / "absent.gguf"))
+
+
+@pytest.mark.slow
+def test_user_gguf_file_loads_like_the_embedded_model(tmp_path, monkeypatch, smollm2):
+    from namm_suite.adapters.models import load_causal_lm
+
+    monkeypatch.setenv("NAMM_CACHE_DIR", str(tmp_path / "cache"))
+    user_file = tmp_path / "smollm2.gguf"
+    try:  # the embedded file, given as a path
+        os.link(SMOLLM2_135M.gguf_path(), user_file)
+    except OSError:
+        shutil.copyfile(SMOLLM2_135M.gguf_path(), user_file)
+    model, tokenizer = load_causal_lm(str(user_file))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, smollm2[0](input_ids=ids).logits)
+    assert tokenizer.chat_template == smollm2[1].chat_template

@@ -1,0 +1,163 @@
+"""The attention hook's speed against plain transformers SDPA, side by side in one run (issue 16 targets).
+
+Same weights loaded twice (``attn_implementation="sdpa"`` and ``"namm"``), random prompt ids, one torch
+thread by default. For each length it times:
+
+- plain SDPA: prefill in the manager's chunks with a ``DynamicCache``, then greedy decode steps;
+- the full-cache policy through the hook: the same chunks and steps (target ≤ 1.05× plain);
+- TOVA, SnapKV, StreamingLLM and H2O at a 25 % budget: prefill ÷ full-policy prefill (targets ≤ 1.15× for
+  the first three, ≤ 1.3× for H2O) and decode per token ÷ full (target ≤ 0.5× at 8k);
+- the NAMM (shipped checkpoint): memory-update seconds ÷ prefill seconds (target ≤ 10 % at 8k) and its
+  whole episode (prefill + decode) ÷ plain SDPA (target ≤ 1.2× on 1–2k-token prompts).
+
+    python -m benchmarks.hook_speed --lengths 1024 2048            # a few minutes on one CPU thread
+    python -m benchmarks.hook_speed --device cuda --dtype bf16 --lengths 8192 32768 --model PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from namm_suite.adapters.models import load_causal_lm
+from namm_suite.device import add_device_args, resolve_device, resolve_dtype
+from namm_suite.manager import MemoryConfig, MemoryManager
+from namm_suite.policies import create_policy
+from namm_suite.shipped import SHIPPED_NAMM
+
+CHUNK, UPDATE_EVERY, BUDGET_FRACTION = 128, 512, 0.25
+POLICIES = ("tova", "snapkv", "streaming", "h2o")
+
+
+@dataclass
+class Timing:
+    """One variant at one length: prefill and decode seconds, memory-update seconds, peak device bytes."""
+
+    label: str
+    length: int
+    prefill_s: float
+    decode_ms: float  # per token
+    update_s: float = 0.0
+    peak_bytes: int = 0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak(device: torch.device) -> int:
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+
+
+@torch.no_grad()
+def time_plain(model, ids: torch.Tensor, steps: int, label: str = "plain sdpa") -> Timing:
+    """Plain transformers: the prompt in CHUNK-token passes with a DynamicCache, then ``steps`` greedy steps."""
+    device = ids.device
+    _reset_peak(device)
+    cache = DynamicCache(config=model.config)
+    start = time.perf_counter()
+    for first in range(0, ids.shape[1], CHUNK):
+        logits = model(input_ids=ids[:, first:first + CHUNK], cache=cache, use_cache=True, logits_to_keep=1).logits
+    _sync(device)
+    prefill = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        logits = model(input_ids=logits[:, -1].argmax(-1, keepdim=True), cache=cache, use_cache=True).logits
+    _sync(device)
+    return Timing(label, ids.shape[1], prefill, 1000 * (time.perf_counter() - start) / max(steps, 1),
+                  peak_bytes=_peak(device))
+
+
+@torch.no_grad()
+def time_policy(model, ids: torch.Tensor, steps: int, name: str, budget: int | None) -> Timing:
+    """A policy through the hook: the manager's chunked prefill, then ``steps`` greedy steps."""
+    device = ids.device
+    options = {"checkpoint": str(SHIPPED_NAMM)} if name == "namm" else {}
+    manager = MemoryManager(create_policy(name, **options),
+                            MemoryConfig(update_every=UPDATE_EVERY, budget=budget, chunk_size=CHUNK))
+    manager.new_cache()
+    _reset_peak(device)
+    start = time.perf_counter()
+    logits = manager.forward(model, ids)
+    _sync(device)
+    prefill = time.perf_counter() - start
+    prefill_updates = manager.stats().update_seconds
+    start = time.perf_counter()
+    for _ in range(steps):
+        logits = manager.forward(model, logits.argmax(-1, keepdim=True))
+    _sync(device)
+    label = name if budget is None or name == "namm" else f"{name} @25%"
+    return Timing(label, ids.shape[1], prefill, 1000 * (time.perf_counter() - start) / max(steps, 1),
+                  prefill_updates, _peak(device))
+
+
+def run(model_name: str, lengths: list[int], steps: int, device: str, dtype: str) -> list[Timing]:
+    place = {"device": resolve_device(device), "dtype": resolve_dtype(dtype)}
+    plain, _ = load_causal_lm(model_name, attn_implementation="sdpa", **place)
+    hooked, _ = load_causal_lm(model_name, attn_implementation="namm", **place)
+    rows = []
+    for length in lengths:
+        ids = torch.randint(100, plain.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
+        ids = ids.to(place["device"])
+        time_plain(plain, ids[:, :CHUNK], 1)  # warm-up
+        rows.append(time_plain(plain, ids, steps))
+        rows.append(time_policy(hooked, ids, steps, "full", None))
+        for name in POLICIES:
+            rows.append(time_policy(hooked, ids, steps, name, round(BUDGET_FRACTION * length)))
+        rows.append(time_policy(hooked, ids, steps, "namm", None))
+    return rows
+
+
+def table(rows: list[Timing]) -> str:
+    """Markdown: every variant with its ratios against plain SDPA and against the full policy."""
+    lines = ["| tokens | variant | prefill s | ÷ plain | ÷ full | decode ms/token | ÷ plain | ÷ full | "
+             "update ÷ prefill | peak MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        plain = next(r for r in rows if r.length == row.length and r.label == "plain sdpa")
+        full = next(r for r in rows if r.length == row.length and r.label == "full")
+        peak = f"{row.peak_bytes / 2**20:.0f}" if row.peak_bytes else "-"
+        lines.append(f"| {row.length} | {row.label} | {row.prefill_s:.2f} | {row.prefill_s / plain.prefill_s:.2f} | "
+                     f"{row.prefill_s / full.prefill_s:.2f} | {row.decode_ms:.1f} | "
+                     f"{row.decode_ms / plain.decode_ms:.2f} | {row.decode_ms / full.decode_ms:.2f} | "
+                     f"{row.update_s / row.prefill_s:.1%} | {peak} |")
+    return "\n".join(lines)
+
+
+def namm_episode(rows: list[Timing], steps: int) -> list[str]:
+    """A whole NAMM episode (prefill + ``steps`` decode steps) ÷ the same on plain SDPA, per length."""
+    out = []
+    for length in sorted({r.length for r in rows}):
+        plain = next(r for r in rows if r.length == length and r.label == "plain sdpa")
+        namm = next(r for r in rows if r.length == length and r.label == "namm")
+        total = (namm.prefill_s + steps * namm.decode_ms / 1000) / (plain.prefill_s + steps * plain.decode_ms / 1000)
+        out.append(f"- {length} tokens: NAMM episode ÷ plain SDPA = {total:.2f}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[Timing]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048])
+    parser.add_argument("--steps", type=int, default=32, help="greedy decode steps after the prompt")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    add_device_args(parser)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = run(args.model, args.lengths, args.steps, args.device, args.dtype)
+    print(table(rows))
+    print("\n".join(namm_episode(rows, args.steps)))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
