@@ -3,6 +3,12 @@
 The model is loaded with the namm attention hook, the prompt is prefilled in schedule-aligned chunks and the
 answer decoded greedily, one token per pass, with the same memory schedule (docs/namm-spec.md §1).
 Grouped-query attention needs nothing special: the hook averages each KV head's query heads for the policy.
+
+Prompt layout: when an episode names its ``context`` (and an answer ``cue``), the prompt is two pieces,
+tokenised apart as kvpress's pipeline does: the *context part* (chat template header, user turn up to the
+end of the context) and the *question part* (the rest of the user turn, the assistant header and the cue,
+e.g. ``"Answer:"``, after it, where a chat model answers briefly). Every protocol reads the same tokens; the
+protocol (``MemoryConfig.protocol``, see :func:`prefill_prompt`) only decides what is compressed when.
 """
 
 from __future__ import annotations
@@ -58,43 +64,113 @@ class LanguageAdapter:
     def encode(self, prompt: str, chat: bool = True) -> torch.Tensor:
         """Token ids ``[1, T]`` of ``prompt``, wrapped in the model's chat template when ``chat`` and the
         tokenizer has one."""
+        return torch.cat(self.encode_parts({"prompt": prompt}, chat), dim=1)
+
+    def encode_parts(self, inputs: dict, chat: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids ``([1, C], [1, Q])`` of the context part and the question part of an episode's
+        ``inputs`` (see the module docstring; without ``context`` the whole prompt is the context part)."""
+        context, question, cue = split_prompt(inputs)
         if chat and getattr(self.tokenizer, "chat_template", None):
-            ids = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt",
-                return_dict=True,
-            )["input_ids"]
+            head, tail = chat_wrapper(self.tokenizer)
+            pieces, special = (head + context, question + tail + cue), False
         else:
-            ids = self.tokenizer(prompt, return_tensors="pt").input_ids
-        return ids.to(self.model.device)
+            pieces, special = (context, question + cue), True
+        ids = [self.tokenizer(text, add_special_tokens=special and i == 0, return_tensors="pt").input_ids
+               for i, text in enumerate(pieces)]
+        return ids[0].to(self.model.device), ids[1].to(self.model.device)
 
     def run(self, episode: Episode, manager: MemoryManager) -> Prediction:
-        """Answer a language episode (``inputs["prompt"]``, optional ``inputs["chat"]``) greedily."""
-        return self.generate(episode.inputs["prompt"], manager, max_new_tokens=episode.max_new_tokens,
-                             chat=episode.inputs.get("chat", True))
+        """Answer a language episode (``inputs["prompt"]``, optional ``chat``, ``context``, ``cue``) greedily."""
+        parts = self.encode_parts(episode.inputs, episode.inputs.get("chat", True))
+        return self.generate(parts, manager, max_new_tokens=episode.max_new_tokens)
 
     @torch.no_grad()
-    def generate(self, prompt: str | torch.Tensor, manager: MemoryManager, max_new_tokens: int = 64,
-                 chat: bool = True) -> Prediction:
-        """Greedy answer to ``prompt`` (text or ids ``[1, T]``) with the cache managed by ``manager``;
-        stops at an end-of-sequence token. ``output`` is the decoded answer; ``extra`` holds the token
-        counts and the prefill/decode seconds."""
-        ids = prompt if isinstance(prompt, torch.Tensor) else self.encode(prompt, chat=chat)
-        manager.new_cache()
+    def generate(self, prompt: str | torch.Tensor | tuple[torch.Tensor, torch.Tensor], manager: MemoryManager,
+                 max_new_tokens: int = 64, chat: bool = True) -> Prediction:
+        """Greedy answer to ``prompt`` (text, ids ``[1, T]``, or the context and question ids of
+        :meth:`encode_parts`) with the cache managed by ``manager``, under its protocol; stops at an
+        end-of-sequence token. ``output`` is the decoded answer; ``extra`` holds the token counts and the
+        prefill/decode seconds."""
+        if isinstance(prompt, str):
+            prompt = self.encode_parts({"prompt": prompt}, chat)
+        context, question = prompt if isinstance(prompt, tuple) else (prompt, prompt[:, :0])
+        ids = torch.cat([context, question], dim=1)
         start = time.perf_counter()
-        logits = manager.forward(self.model, ids)
+        logits = prefill_prompt(manager, self.model, context, question)
         prefill = time.perf_counter() - start
         start = time.perf_counter()
         new = greedy_decode(self.model, self.tokenizer, manager, logits, max_new_tokens)
         decode = time.perf_counter() - start
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
-        extra = {"prompt_tokens": ids.shape[1], "new_tokens": len(new), "prefill_seconds": prefill,
-                 "decode_seconds": decode}
+        extra = {"prompt_tokens": ids.shape[1], "question_tokens": question.shape[1], "new_tokens": len(new),
+                 "prefill_seconds": prefill, "decode_seconds": decode}
         return Prediction(text, manager.stats(), prefill + decode, extra)
 
 
 @ADAPTERS.register("language")
 def _language_adapter(model: str, **options) -> LanguageAdapter:
     return LanguageAdapter.from_pretrained(model, **options)
+
+
+def split_prompt(inputs: dict) -> tuple[str, str, str]:
+    """``(context, question, cue)`` texts of an episode's ``prompt``: the prompt up to the end of
+    ``inputs["context"]``, the rest without the answer cue, and the cue (``inputs["cue"]``, which must end
+    the prompt). Without ``context`` the whole prompt is the context."""
+    prompt, cue = inputs["prompt"], inputs.get("cue") or ""
+    if cue and not prompt.endswith(cue):
+        raise ValueError(f"episode input 'cue' {cue!r} does not end the prompt")
+    body = prompt[:len(prompt) - len(cue)]
+    if inputs.get("context") is None:
+        return body, "", cue
+    start = body.find(inputs["context"])
+    if start < 0:
+        raise ValueError("episode input 'context' is not part of the prompt")
+    end = start + len(inputs["context"])
+    return body[:end], body[end:], cue
+
+
+def chat_wrapper(tokenizer: PreTrainedTokenizerBase) -> tuple[str, str]:
+    """The chat template's text before and after a user message (with the assistant header), found as
+    kvpress's pipeline does, by rendering a marker message and splitting at the marker."""
+    marker = "<<NAMM-USER-MESSAGE>>"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": marker}], add_generation_prompt=True,
+                                         tokenize=False)
+    head, found, tail = text.partition(marker)
+    if not found:
+        raise ValueError("the tokenizer's chat template does not reproduce the user message verbatim")
+    return head, tail
+
+
+def prefill_prompt(manager: MemoryManager, model: torch.nn.Module, context: torch.Tensor,
+                   question: torch.Tensor, embeds: bool = False) -> torch.Tensor:
+    """Start a sequence and read a prompt under ``manager.config.protocol``; return the logits ``[1, V]``
+    of its last position.
+
+    ``context`` and ``question``: ids ``[1, C]`` / ``[1, Q]`` (``inputs_embeds [1, *, E]`` when ``embeds``).
+
+    - ``scheduled``: the whole prompt on the schedule (evictions continue while the answer is decoded);
+      a relative budget is relative to the whole prompt;
+    - ``context``: the context on the schedule (or not at all under ``evict='once'``), one update at its end,
+      then the manager freezes: the question and the answer are read with no eviction;
+    - ``query-aware``: as ``context`` with the question inside the compressed part (SnapKV's protocol).
+
+    Then :meth:`MemoryManager.answer_start` records the cache the answer starts from.
+    """
+    protocol = manager.config.protocol
+    key = "inputs_embeds" if embeds else "input_ids"
+    whole = torch.cat([context, question], dim=1)
+    if protocol == "context" and question.shape[1]:
+        manager.new_cache(context_tokens=context.shape[1])
+        manager.forward(model, **{key: context})
+        manager.freeze()
+        logits = manager.forward(model, **{key: question})
+    else:
+        manager.new_cache(context_tokens=whole.shape[1])
+        logits = manager.forward(model, **{key: whole})
+        if protocol != "scheduled":
+            manager.freeze()
+    manager.answer_start()
+    return logits
 
 
 def greedy_decode(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, manager: MemoryManager,

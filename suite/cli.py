@@ -56,6 +56,25 @@ def _task_option(value: str) -> tuple[str, object]:
         return key.strip(), raw
 
 
+def _cache_size(value: str) -> int | str:
+    """``128`` (tokens per KV head) or ``25%`` (of each episode's context)."""
+    if value.endswith("%"):
+        float(value[:-1])  # ValueError for "x%"
+        return value
+    return int(value)
+
+
+def _policy_options(pairs: list[tuple[str, object]]) -> dict[str, dict]:
+    """``--policy-option POLICY.FIELD=VALUE`` pairs as ``{policy: {field: value}}``."""
+    options: dict[str, dict] = {}
+    for key, value in pairs:
+        policy, dot, name = key.partition(".")
+        if not dot or not name:
+            raise ValueError(f"--policy-option takes POLICY.FIELD=VALUE (e.g. snapkv.window=64), got {key!r}")
+        options.setdefault(policy, {})[name] = value
+    return options
+
+
 def _default_namm() -> str | None:
     from .shipped import SHIPPED_NAMM
 
@@ -76,6 +95,15 @@ def _add_memory_args(parser: argparse.ArgumentParser) -> None:
     _add_namm_args(parser)
 
 
+def _selection(value: str) -> str:
+    """A NAMM selection rule name (imported when parsed, so ``namm --help`` loads no torch)."""
+    from .namm.selection import SELECTIONS
+
+    if value not in SELECTIONS:
+        raise argparse.ArgumentTypeError(f"unknown NAMM selection rule {value!r}; valid: {', '.join(SELECTIONS)}")
+    return value
+
+
 def _add_namm_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namm-checkpoint", default=_default_namm(), type=_namm_checkpoint,
                         help="NAMM checkpoint for policy namm (default: the shipped one; 'none' = theta 0)")
@@ -94,15 +122,6 @@ def build_manager(args: argparse.Namespace):
     """A MemoryManager from the memory arguments of ``namm generate``/``namm demo``."""
     from .manager import MemoryConfig, MemoryManager
     from .policies import POLICIES, create_policy
-
-def _selection(value: str) -> str:
-    """A NAMM selection rule name (imported when parsed, so ``namm --help`` loads no torch)."""
-    from .namm.selection import SELECTIONS
-
-    if value not in SELECTIONS:
-        raise argparse.ArgumentTypeError(f"unknown NAMM selection rule {value!r}; valid: {', '.join(SELECTIONS)}")
-    return value
-
 
     options = {}
     if args.policy == "namm":
@@ -204,8 +223,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         model=args.model or DEFAULT_MODELS.get(args.adapter, DEFAULT_MODELS["language"]),
         seeds=args.seed, limit=args.limit, length=args.length, update_every=args.update_every,
         namm_checkpoint=args.namm_checkpoint, selection=args.selection, namm_cap=args.namm_cap,
-        data_path=args.data_path, task_options=_scoped(args.task_option or []), device=args.device,
-        dtype=args.dtype,
+        data_path=args.data_path, task_options=_scoped(args.task_option or []), protocol=args.protocol,
+        evict=args.evict, max_new_tokens=args.max_new_tokens, chat_template=args.chat_template,
+        policy_options=_policy_options(args.policy_option or []), device=args.device, dtype=args.dtype,
     )
     summary = run_sweep(config, Path(args.out), retry_errors=args.retry_errors)
     print(f"{summary.written} new result rows in {args.out}")
@@ -235,7 +255,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"results file not found: {path}")
-    report = write_report(paths, Path(args.out), title=args.title)
+    report = write_report(paths, Path(args.out), title=args.title, axis=args.axis)
     for written in report.paths:
         print(f"wrote {written}")
     if report.failed:
@@ -360,8 +380,24 @@ def main(argv: list[str] | None = None) -> int:
                      help="task name(s), comma-separated (see `namm tasks`)")
     run.add_argument("--policy", type=_csv(str, "a policy name"), required=True,
                      help="policy name(s), comma-separated (see `namm policies`)")
-    run.add_argument("--cache-size", type=_csv(int, "an integer number of tokens"), default=[],
-                     help="tokens per KV head, comma-separated (needed by budgeted policies)")
+    run.add_argument("--cache-size", type=_csv(_cache_size, "tokens per head or a percentage like 25%"),
+                     default=[], help="tokens per KV head, or a share of each episode's context like 25%%, "
+                     "comma-separated (needed by budgeted policies)")
+    run.add_argument("--protocol", choices=["scheduled", "context", "query-aware"], default="scheduled",
+                     help="scheduled: evict on the schedule through prompt and answer (NAMM paper); context: "
+                     "compress the context, then read question and answer with no eviction (kvpress); "
+                     "query-aware: the question ends the compressed part (SnapKV). See docs/protocols.md")
+    run.add_argument("--evict", choices=["schedule", "once"], default="schedule",
+                     help="with --protocol context/query-aware: evict on the schedule while reading the "
+                     "compressed part, or only once at its end (kvpress)")
+    run.add_argument("--max-new-tokens", type=_positive, default=None,
+                     help="answer budget in tokens (default: each task's own, e.g. LongBench's per dataset)")
+    run.add_argument("--chat-template", choices=["auto", "chat", "none"], default="auto",
+                     help="auto: each task's choice (LongBench: none for few-shot and code); chat: always the "
+                     "model's template; none: plain text")
+    run.add_argument("--policy-option", type=_task_option, action="append", metavar="POLICY.FIELD=VALUE",
+                     help="a policy's dataclass field, e.g. snapkv.window=64 or tova.head_average=true "
+                     "(repeatable; see `namm policies`); recorded in every row")
     run.add_argument("--seed", type=_csv(int, "an integer seed"), default=[0], help="seeds, comma-separated")
     run.add_argument("--limit", type=_positive, default=None, help="episodes per task and seed (default: all)")
     run.add_argument("--length", type=_positive, default=1024, help="prompt tokens (synthetic) or window")
@@ -383,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("results", nargs="+", help="results JSONL file(s) of `namm run`")
     report.add_argument("--out", required=True, help="markdown file; figures are written beside it")
     report.add_argument("--title", default=None, help="report title (default: 'Score vs cache size')")
+    report.add_argument("--axis", choices=["tokens", "fraction"], default="tokens",
+                        help="figures' x axis: mean tokens kept per head, or the %% of the context kept")
     report.set_defaults(func=cmd_report)
 
     evolve = command("evolve", help="evolve a NAMM with CMA-ES (resumes from OUT/state.pkl)")

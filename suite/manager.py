@@ -19,6 +19,9 @@ from .attention_rows import RowBuffer, first_row_needed, next_update
 from .cache import RaggedKVCache, RaggedLayer
 from .policies.base import MemoryPolicy, PolicyView, recent_tokens
 
+# How a prompt meets the memory (MemoryConfig.protocol); docs/protocols.md compares them.
+PROTOCOLS = ("scheduled", "context", "query-aware")
+
 
 @dataclass
 class MemoryConfig:
@@ -32,6 +35,15 @@ class MemoryConfig:
         sink_tokens: oldest tokens (by position) that are never evicted (0 = none).
         chunk_size: prefill chunk; chunks end on multiples of it. Defaults to ``update_every``; it must
             divide ``update_every`` so that every update sees exactly U new queries.
+        budget_fraction: a relative budget in (0, 1]: each sequence keeps ``round(fraction × n)`` tokens per
+            head, ``n`` being the tokens of its compressed part (given to :meth:`MemoryManager.new_cache`);
+            replaces ``budget``.
+        protocol: how an adapter feeds a prompt (see :data:`PROTOCOLS`): ``scheduled`` (the NAMM paper:
+            the whole prompt and the answer on the schedule), ``context`` (the context is compressed, then
+            the question and the answer are read with no eviction, as kvpress) or ``query-aware`` (the
+            question ends the compressed part, as SnapKV).
+        evict: under ``context``/``query-aware``, ``schedule`` evicts on the schedule while the compressed
+            part is read and once more at its end; ``once`` only at its end (kvpress, SnapKV).
     """
 
     update_every: int = 512
@@ -39,6 +51,9 @@ class MemoryConfig:
     protected: int = 1
     sink_tokens: int = 0
     chunk_size: int | None = None
+    budget_fraction: float | None = None
+    protocol: str = "scheduled"
+    evict: str = "schedule"
 
     def __post_init__(self) -> None:
         if self.update_every <= 0:
@@ -51,6 +66,15 @@ class MemoryConfig:
             raise ValueError(
                 f"budget {self.budget} cannot hold {self.protected} protected + {self.sink_tokens} sink tokens"
             )
+        if self.budget_fraction is not None and not 0.0 < self.budget_fraction <= 1.0:
+            raise ValueError(f"a relative cache budget must lie in (0, 1], got {self.budget_fraction}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        if self.evict not in ("schedule", "once"):
+            raise ValueError(f"evict must be 'schedule' or 'once', got {self.evict!r}")
+        if self.evict == "once" and self.protocol == "scheduled":
+            raise ValueError("evict='once' needs the context or query-aware protocol (scheduled evicts on "
+                             "the schedule)")
         if self.chunk_size is None:
             self.chunk_size = self.update_every
         if self.chunk_size <= 0 or self.update_every % self.chunk_size:
@@ -68,6 +92,12 @@ class MemoryStats:
         peak_kv_bytes / final_kv_bytes: bytes of all key/value tensors (padding included).
         padding_overhead: final_kv_bytes / (held tokens × bytes per token) − 1.
         n_updates: memory updates run; update_seconds: time spent in them (features, scoring, eviction).
+        answer_kept: keys held per head when the first answer token is read (after the prompt and any
+            compression; the cache the answer starts from), beside the time-averaged ``mean_kept``.
+        context_tokens: tokens of the compressed part (the whole prompt under ``scheduled``).
+        context_kept: keys held per head of the compressed part once it is read (after the update at its
+            end); ``context_kept / context_tokens`` is the fraction kept.
+        budget_tokens: the budget per head this sequence ran with (resolved from a relative budget), or 0.
         by_layer_type: per transformers layer type (``"full_attention"``, ``"sliding_attention"``): its
             ``layers``, ``mean_kept``, ``final_kept`` and ``final_kv_bytes``.
     """
@@ -81,6 +111,10 @@ class MemoryStats:
     n_updates: int = 0
     update_seconds: float = 0.0
     tokens_seen: int = 0
+    answer_kept: float = 0.0
+    context_tokens: int = 0
+    context_kept: float = 0.0
+    budget_tokens: int = 0
     by_layer_type: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float | int]:
@@ -109,19 +143,37 @@ class MemoryManager:
     def __init__(self, policy: MemoryPolicy, config: MemoryConfig | None = None) -> None:
         self.policy = policy
         self.config = config or MemoryConfig()
-        if policy.uses_budget and self.config.budget is None and policy.name != "full":
+        if (policy.uses_budget and self.config.budget is None and self.config.budget_fraction is None
+                and policy.name != "full"):
             raise ValueError(f"policy {policy.name!r} needs a cache budget (tokens per head)")
         self._attention: dict[int, RowBuffer] = {}
         self._acc = _Accumulator()
         self._last_update_seen = 0
         self.cache: RaggedKVCache | None = None
+        self.budget = self.config.budget  # tokens per head of the current sequence
+        self.frozen = False  # after freeze(): no more evictions, every later token stays
+        self._answer_kept = self._context_kept = 0.0
+        self._context_tokens = 0
 
     @property
     def needs_attention(self) -> bool:
-        return self.policy.needs_attention
+        return self.policy.needs_attention and not self.frozen
 
-    def new_cache(self) -> RaggedKVCache:
-        """Start a new sequence: a fresh cache, cleared policy state, statistics and attention buffers."""
+    def new_cache(self, context_tokens: int | None = None) -> RaggedKVCache:
+        """Start a new sequence: a fresh cache, cleared policy state, statistics and attention buffers.
+
+        ``context_tokens``: tokens of the part of the prompt that is compressed; required with a relative
+        budget, which becomes ``round(budget_fraction × context_tokens)`` tokens per head (at least the
+        protected and sink tokens).
+        """
+        cfg = self.config
+        if cfg.budget_fraction is not None:
+            if context_tokens is None:
+                raise ValueError("a relative cache budget needs the length of the compressed part")
+            self.budget = max(round(cfg.budget_fraction * context_tokens), cfg.protected + cfg.sink_tokens, 1)
+        self._context_tokens = context_tokens or 0
+        self.frozen = False
+        self._answer_kept = self._context_kept = 0.0
         self.policy.reset(0)
         self._attention = {}
         self._acc = _Accumulator()
@@ -132,8 +184,7 @@ class MemoryManager:
     # ---- called by the cache and the attention hook -------------------------------------------------
     def on_pass_start(self, cache: RaggedKVCache) -> None:
         """First layer of a new forward pass: run the memory update the schedule asks for, if any."""
-        seen = cache.seen_tokens
-        if seen and seen % self.config.update_every == 0 and seen != self._last_update_seen:
+        if self._update_due(cache):
             self.update(cache)
         if self._acc.pass_bytes:
             self._acc.peak_bytes = max(self._acc.peak_bytes, self._acc.pass_bytes)
@@ -163,7 +214,7 @@ class MemoryManager:
 
     def _next_update(self, seen: int) -> int | None:
         """Tokens seen at the next update, when the schedule alone decides it (else ``None``)."""
-        return next_update(seen, self.config.update_every)
+        return next_update(seen, self.config.update_every) if self.config.protocol == "scheduled" else None
 
     def record_attention(self, layer: RaggedLayer, probs: torch.Tensor) -> None:
         """Keep the attention rows the policy needs. ``probs``: float32 ``[B, H, G, r, K]`` softmax
@@ -178,6 +229,40 @@ class MemoryManager:
                                limit, target)
             self._attention[layer.layer_idx] = buffer
         buffer.add(rows, layer.dropped)
+
+    # ---- the protocol: freezing after the compressed part, the cache the answer starts from ----------
+    def _update_due(self, cache: RaggedKVCache) -> bool:
+        """A scheduled update is due: ``T`` is a multiple of U not yet updated at, the manager is not
+        frozen, and the protocol does not defer eviction to the end of the compressed part."""
+        seen = cache.seen_tokens
+        if self.frozen or (self.config.evict == "once" and self.config.protocol != "scheduled"):
+            return False
+        return bool(seen) and seen % self.config.update_every == 0 and seen != self._last_update_seen
+
+    def freeze(self) -> None:
+        """End of the compressed part: one memory update on what is left since the last one (a one-shot
+        compression under ``evict='once'``), then no more evictions for this sequence, so every later token
+        (question, answer) is kept. Attention is no longer recorded."""
+        cache = self.cache
+        if cache is None or self.frozen:
+            return
+        if cache.layers and cache.seen_tokens != self._last_update_seen:
+            self.update(cache)
+        self.frozen = True
+        self._attention = {}
+        self._context_kept = float(cache.held_per_layer().mean()) if cache.layers else 0.0
+
+    def answer_start(self) -> None:
+        """The prompt is read and the answer begins: run the scheduled update due before the next pass, if
+        any (the same one the pass would run), and record the keys held per head (``answer_kept``)."""
+        cache = self.cache
+        if cache is None or not cache.layers:
+            return
+        if self._update_due(cache):
+            self.update(cache)
+        self._answer_kept = float(cache.held_per_layer().mean())
+        if not self.frozen:  # scheduled: the whole prompt is the compressed part
+            self._context_kept = self._answer_kept
 
     # ---- the memory update --------------------------------------------------------------------------
     def update(self, cache: RaggedKVCache) -> None:
@@ -200,7 +285,7 @@ class MemoryManager:
         smaller than the window; a budgeted policy with no budget left to apply keeps every slot."""
         if layer.sliding_window is not None and view.budget is not None and view.budget >= layer.sliding_window:
             view.budget = None
-        if self.policy.uses_budget and view.budget is None and self.config.budget is not None:
+        if self.policy.uses_budget and view.budget is None and self.budget is not None:
             return view.valid.clone()
         keep = self.policy.select(view)
         self._check_keep(keep, view)
@@ -222,7 +307,7 @@ class MemoryManager:
             positions=layer.positions,
             valid=layer.valid,
             num_new=layer.num_new,
-            budget=self.config.budget,
+            budget=self.budget,
             state=dict(layer.state),
             protected=self._protected_mask(layer),
         )
@@ -295,6 +380,10 @@ class MemoryManager:
             n_updates=acc.n_updates,
             update_seconds=acc.update_seconds,
             tokens_seen=cache.seen_tokens,
+            answer_kept=self._answer_kept,
+            context_tokens=self._context_tokens,
+            context_kept=self._context_kept,
+            budget_tokens=self.budget or 0,
             by_layer_type=self._stats_by_layer_type(),
         )
 

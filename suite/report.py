@@ -26,6 +26,8 @@ class Cell:
 
     scores: list[float]
     kept: list[float]
+    answer_kept: list[float] = field(default_factory=list)
+    fraction: list[float] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -42,6 +44,26 @@ class Cell:
     @property
     def mean_kept(self) -> float:
         return sum(self.kept) / len(self.kept)
+
+    @property
+    def mean_answer_kept(self) -> float | None:
+        """Keys held per head when the first answer token is read (None for rows that predate it)."""
+        return sum(self.answer_kept) / len(self.answer_kept) if self.answer_kept else None
+
+    @property
+    def mean_fraction(self) -> float | None:
+        """Share of the compressed part kept once it was read (None for rows that predate it)."""
+        return sum(self.fraction) / len(self.fraction) if self.fraction else None
+
+
+def table_name(row: dict[str, Any]) -> str:
+    """A report table per task and protocol: ``"passkey (scheduled protocol)"``."""
+    return f"{row['task']} ({row.get('protocol', 'scheduled')} protocol)"
+
+
+def _size_order(size: int | str) -> tuple[bool, float]:
+    """Token budgets first, then relative ones (``"25%"``), each ascending."""
+    return isinstance(size, str), float(str(size).rstrip("%"))
 
 
 def policy_label(row: dict[str, Any]) -> str:
@@ -60,29 +82,35 @@ def latest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row for index, row in enumerate(rows) if "key" not in row or last[row["key"]] == index]
 
 
-def aggregate(rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str] | None = None
+def aggregate(rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str] | None = None,
+              group: Callable[[dict[str, Any]], str] = lambda row: row["task"]
               ) -> dict[str, dict[tuple[str, int | None], Cell]]:
     """``task -> (policy label, cache_size) -> Cell`` over the rows with status ok, each resume key once
-    (``label`` names a row's policy; default :func:`policy_label`)."""
+    (``label`` names a row's policy; default :func:`policy_label`; ``group`` names its table, e.g.
+    :func:`table_name`)."""
     label_of = label or policy_label
     cells: dict[str, dict[tuple[str, int | None], Cell]] = defaultdict(dict)
     for row in latest_per_key(rows):
         if row.get("status", "ok") != "ok":
             continue
-        cell = cells[row["task"]].setdefault((label_of(row), row.get("cache_size")), Cell([], []))
+        cell = cells[group(row)].setdefault((label_of(row), row.get("cache_size")), Cell([], []))
         cell.scores.append(float(row["score"]))
         cell.kept.append(float(row["mean_kept"]))
+        if row.get("context_tokens"):
+            cell.answer_kept.append(float(row["answer_kept"]))
+            cell.fraction.append(float(row["context_kept"]) / row["context_tokens"])
     return dict(cells)
 
 
 def markdown_table(task: str, cells: dict[tuple[str, int | None], Cell]) -> str:
     """Rows = policies, columns = cache sizes (+ "own" for self-sized policies); each cell shows
     mean ± standard error, % of the full cache, and the mean tokens kept per head."""
-    sizes = sorted({size for _, size in cells if size is not None})
+    sizes = sorted({size for _, size in cells if size is not None}, key=_size_order)
     columns: list[int | None] = sizes + ([None] if any(size is None for _, size in cells) else [])
     policies = sorted({policy for policy, _ in cells}, key=lambda p: (p != "full", p))
     full = cells.get(("full", None))
-    header = "| policy | " + " | ".join(f"{c} tokens/head" if c else OWN for c in columns) + " |"
+    header = "| policy | " + " | ".join(
+        OWN if c is None else f"{c} of context" if isinstance(c, str) else f"{c} tokens/head" for c in columns) + " |"
     lines = [f"### {task}", "", header, "|---" * (len(columns) + 1) + "|"]
     for policy in policies:
         parts = []
@@ -92,14 +120,16 @@ def markdown_table(task: str, cells: dict[tuple[str, int | None], Cell]) -> str:
                 parts.append("")
                 continue
             relative = f", {100 * cell.mean / full.mean:.0f}% of full" if full and full.mean > 0 else ""
-            parts.append(f"{cell.mean:.3f} ± {cell.stderr:.3f}{relative} (kept {cell.mean_kept:.0f}, "
-                         f"n={len(cell.scores)})")
+            at_answer = "" if cell.mean_answer_kept is None else (
+                f" mean, {cell.mean_answer_kept:.0f} at the answer, {100 * cell.mean_fraction:.0f}% of context")
+            parts.append(f"{cell.mean:.3f} ± {cell.stderr:.3f}{relative} (kept {cell.mean_kept:.0f}"
+                         f"{at_answer}, n={len(cell.scores)})")
         lines.append(f"| {policy} | " + " | ".join(parts) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot(task: str, cells: dict[tuple[str, int | None], Cell], path: Path, metric: str = "score",
-         subtitle: str = "") -> None:
+         subtitle: str = "", axis: str = "tokens") -> None:
     """Score (``metric``, the y axis) against mean kept tokens per head: one line per budgeted policy,
     self-sized policies as single points, the full cache as a horizontal reference; one distinct colour
     per policy, the legend outside the axes. The title is the task and ``subtitle`` (model, length, n)."""
@@ -111,7 +141,8 @@ def plot(task: str, cells: dict[tuple[str, int | None], Cell], path: Path, metri
     fig, ax = plt.subplots(figsize=(8.0, 4.4), dpi=110)
     by_policy: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for (policy, size), cell in cells.items():
-        by_policy[policy].append((cell.mean_kept, cell.mean, cell.stderr))
+        x = cell.mean_kept if axis == "tokens" else 100 * (cell.mean_fraction or 0.0)
+        by_policy[policy].append((x, cell.mean, cell.stderr))
     colours = plt.get_cmap("tab10" if len(by_policy) <= 10 else "tab20").colors
     for index, policy in enumerate(sorted(by_policy)):
         points = sorted(by_policy[policy])
@@ -122,7 +153,7 @@ def plot(task: str, cells: dict[tuple[str, int | None], Cell], path: Path, metri
         style = "*" if policy.startswith("namm") and len(points) == 1 else "o-"
         ax.errorbar(xs, ys, yerr=es, fmt=style, capsize=2, markersize=9 if style == "*" else 4, label=policy,
                     color=colours[index % len(colours)])
-    ax.set_xlabel("mean tokens kept per KV head")
+    ax.set_xlabel("mean tokens kept per KV head" if axis == "tokens" else "% of the context kept per KV head")
     ax.set_ylabel(f"{metric} (mean ± s.e.)")
     ax.set_title(f"{task}\n{subtitle}" if subtitle else task, fontsize=10)
     ax.grid(alpha=0.3)
@@ -182,13 +213,16 @@ def prompt_length(rows: list[dict[str, Any]]) -> str:
     return f"{', '.join(map(str, lengths))} tokens"
 
 
-def write_report(results: list[Path], out: Path, title: str | None = None) -> Report:
-    """Write ``out`` (.md) with one table per task, the failed cells, and ``out`` stem + ``_<task>.png``
-    figures (one figure named ``out.png`` when there is a single task)."""
+def write_report(results: list[Path], out: Path, title: str | None = None, axis: str = "tokens") -> Report:
+    """Write ``out`` (.md) with one table per task and protocol, the failed cells, and ``out`` stem +
+    ``_<task>[_<protocol>].png`` figures (one figure named ``out.png`` when there is a single table).
+    ``axis``: the figures' x axis, ``tokens`` (mean kept per head) or ``fraction`` (% of the context kept)."""
+    if axis not in ("tokens", "fraction"):
+        raise ValueError(f"axis must be 'tokens' or 'fraction', got {axis!r}")
     rows = latest_per_key([row for path in results for row in _sweep_rows(path)])
     if not rows:
         raise ValueError(f"no result rows in {', '.join(map(str, results))}")
-    cells = aggregate(rows)
+    cells = aggregate(rows, group=table_name)
     ok = [row for row in rows if row.get("status", "ok") == "ok"]
     failures = failed_cells(rows)
     commits = sorted({row.get("provenance", {}).get("git_commit", "unknown") for row in rows})
@@ -197,20 +231,24 @@ def write_report(results: list[Path], out: Path, title: str | None = None) -> Re
     text = [f"# {title or 'Score vs cache size'}", "",
             (f"Model {', '.join(models)}; memory update every {first.get('update_every')} tokens; "
             f"prompt length {prompt_length(ok or rows)}. Cells: mean score ± standard error over episodes "
-            f"and seeds, % of the full cache, mean tokens kept per KV head. Generated by `namm report` "
+            f"and seeds, % of the full cache, tokens kept per KV head: the mean over the whole episode "
+            f"(time-averaged) and, for rows that record it, the keys held when the first answer token is read "
+            f"and the share of the context kept. Generated by `namm report` "
             f"from {', '.join(p.name for p in results)} (commit {', '.join(commits)})."), ""]
     if failures:
         text += [f"**{sum(c[3] for c in failures)} episodes failed** in {len(failures)} cells (listed under "
                  "'Failed episodes' below).", ""]
     written = [out]
     for task in sorted(cells):
-        figure = out.with_suffix(".png") if len(cells) == 1 else out.with_name(f"{out.stem}_{task}.png")
-        task_rows = [row for row in ok if row["task"] == task]
+        task_rows = [row for row in ok if table_name(row) == task]
+        protocol = task_rows[0].get("protocol", "scheduled")
+        slug = task_rows[0]["task"] + ("" if protocol == "scheduled" else f"_{protocol}")
+        figure = out.with_suffix(".png") if len(cells) == 1 else out.with_name(f"{out.stem}_{slug}.png")
         counts = sorted({len(cell.scores) for cell in cells[task].values()})
         n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
         subtitle = (f"{', '.join(sorted({row['model'] for row in task_rows}))}, prompt "
                     f"{prompt_length(task_rows)}, n={n} episodes per point")
-        plot(task, cells[task], figure, metric=task_rows[0].get("metric") or "score", subtitle=subtitle)
+        plot(task, cells[task], figure, metric=task_rows[0].get("metric") or "score", subtitle=subtitle, axis=axis)
         written.append(figure)
         text += [markdown_table(task, cells[task]), f"![{task}]({figure.name})", ""]
     if failures:

@@ -58,11 +58,21 @@ class SweepConfig:
         data_path: local data for loader tasks; task_options: extra task parameters.
         device / dtype: where the model runs (``auto``/``cpu``/``cuda``; ``fp32``/``bf16``/``fp16``, see
             :mod:`namm_suite.device`); rows record the resolved device and the dtype.
+        protocol: ``scheduled``, ``context`` or ``query-aware`` (:data:`~namm_suite.manager.PROTOCOLS`);
+            ``evict``: ``schedule`` or ``once`` (the compressed part evicted only at its end, as kvpress).
+        max_new_tokens: answer budget for every episode (None: each task's own, e.g. LongBench's
+            ``dataset2maxlen``). chat_template: ``auto`` (each task's choice: LongBench sends few-shot and
+            code prompts without it), ``chat`` (always the model's template) or ``none`` (never).
+        policy_options: ``policy name -> {field: value}`` for the policies' dataclass fields (e.g.
+            ``{"snapkv": {"window": 64, "kernel": 5, "pooling": "avg"}}``).
+
+    A cache size is tokens per KV head (``128``) or a share of each episode's compressed part (``"25%"``:
+    ``round(0.25 × n)`` tokens per head, ``n`` the context under ``context``, the whole prompt otherwise).
     """
 
     tasks: list[str]
     policies: list[str]
-    cache_sizes: list[int] = field(default_factory=list)
+    cache_sizes: list[int | str] = field(default_factory=list)
     adapter: str = "language"
     model: str = "smollm2-135m"
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -74,6 +84,11 @@ class SweepConfig:
     namm_cap: bool = False
     data_path: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "scheduled"
+    evict: str = "schedule"
+    max_new_tokens: int | None = None
+    chat_template: str = "auto"
+    policy_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     device: str = "auto"
     dtype: str = "fp32"
 
@@ -89,9 +104,15 @@ class SweepConfig:
         for seed in self.seeds:
             if int(seed) < 0:
                 raise ValueError(f"seeds must be >= 0, got {seed}")
-        for size in self.cache_sizes:
-            if int(size) <= 0:
-                raise ValueError(f"cache size must be > 0 tokens per head, got {size}")
+        self.cache_sizes = [parse_cache_size(size)[0] for size in self.cache_sizes]
+        if self.chat_template not in CHAT_TEMPLATES:
+            raise ValueError(f"chat_template must be one of {', '.join(CHAT_TEMPLATES)}, got {self.chat_template!r}")
+        if self.max_new_tokens is not None and self.max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
+        for name, options in self.policy_options.items():
+            if name not in self.policies:
+                raise ValueError(f"policy_options names policy {name!r}, which the sweep does not run")
+            create_policy(name, **{**RunSpec(name, None).options(self, 0), **options})  # bad fields are named
         if any(POLICIES.get(p).uses_budget for p in self.policies) and not self.cache_sizes:
             raise ValueError("budgeted policies need at least one --cache-size")
         if self.limit is not None and self.limit <= 0:
@@ -100,7 +121,7 @@ class SweepConfig:
             raise ValueError("a sweep needs at least one task, one policy and one seed")
         if self.length <= 0:
             raise ValueError(f"length must be > 0 tokens, got {self.length}")
-        MemoryConfig(update_every=self.update_every)  # validates the schedule
+        MemoryConfig(update_every=self.update_every, protocol=self.protocol, evict=self.evict)  # validates them
         if "namm" in self.policies:  # a bad checkpoint is refused before any episode runs
             create_policy("namm", checkpoint=self.namm_checkpoint, selection=self.selection)
 
@@ -110,14 +131,42 @@ class RunSpec:
     """One (policy, cache size) cell of the sweep."""
 
     policy: str
-    cache_size: int | None
+    cache_size: int | str | None
 
     def options(self, config: SweepConfig, seed: int) -> dict[str, Any]:
+        own = config.policy_options.get(self.policy, {})
         if self.policy == "namm":
-            return {"checkpoint": config.namm_checkpoint, "selection": config.selection}
+            return {"checkpoint": config.namm_checkpoint, "selection": config.selection, **own}
         if self.policy == "random":
-            return {"seed": seed}
-        return {}
+            return {"seed": seed, **own}
+        return dict(own)
+
+    def memory_config(self, config: SweepConfig) -> MemoryConfig:
+        """The cell's memory schedule: its budget (absolute or relative) and the sweep's protocol."""
+        fraction = parse_cache_size(self.cache_size)[1] if self.cache_size is not None else None
+        tokens = self.cache_size if fraction is None else None
+        return MemoryConfig(update_every=config.update_every, budget=tokens, budget_fraction=fraction,
+                            protocol=config.protocol, evict=config.evict)
+
+
+CHAT_TEMPLATES = ("auto", "chat", "none")
+
+
+def parse_cache_size(value: int | str) -> tuple[int | str, float | None]:
+    """A cache size as given (``128`` or ``"25%"``) -> ``(normalised value, fraction)``: ``(128, None)`` or
+    ``("25%", 0.25)``; a size that is neither a positive integer nor a percentage in (0, 100] raises."""
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if 0 < percent <= 100:
+                return f"{percent:g}%", percent / 100
+        elif int(text) > 0:
+            return int(text), None
+    except ValueError:
+        pass
+    raise ValueError(f"cache size must be > 0 tokens per head or a percentage of the context in (0, 100] "
+                     f"like 25%, got {value!r}")
 
 
 def expand(config: SweepConfig) -> list[RunSpec]:
@@ -125,11 +174,11 @@ def expand(config: SweepConfig) -> list[RunSpec]:
     specs = []
     for name in config.policies:
         if POLICIES.get(name).uses_budget:
-            specs.extend(RunSpec(name, int(size)) for size in config.cache_sizes)
+            specs.extend(RunSpec(name, size) for size in config.cache_sizes)
         else:
             specs.append(RunSpec(name, None))
             if name == "namm" and config.namm_cap:
-                specs.extend(RunSpec(name, int(size)) for size in config.cache_sizes)
+                specs.extend(RunSpec(name, size) for size in config.cache_sizes)
     return specs
 
 
@@ -163,7 +212,29 @@ def row_key(config: SweepConfig, spec: RunSpec, task, seed: int, episode_id: str
     if task.version != 1:
         parts["task_version"] = task.version
     parts.update(placement(config.device, config.dtype))  # empty on cpu/fp32: older rows keep resuming
+    parts.update({name: value for name, value in prompt_settings(config).items()  # defaults stay out, so
+                  if value != SWEEP_DEFAULTS[name]})  # rows written before these settings existed keep resuming
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def prompt_settings(config: SweepConfig) -> dict[str, Any]:
+    """How the sweep feeds prompts (recorded in every row): protocol, eviction, answer budget, template."""
+    return {name: getattr(config, name) for name in SWEEP_DEFAULTS}
+
+
+SWEEP_DEFAULTS = {"protocol": "scheduled", "evict": "schedule", "max_new_tokens": None, "chat_template": "auto"}
+
+
+def apply_prompt_settings(config: SweepConfig, episode):
+    """``episode`` with the sweep's answer budget and chat-template choice, where they override the task's."""
+    import dataclasses
+
+    changes: dict[str, Any] = {}
+    if config.max_new_tokens is not None:
+        changes["max_new_tokens"] = config.max_new_tokens
+    if config.chat_template != "auto" and "prompt" in episode.inputs:
+        changes["inputs"] = {**episode.inputs, "chat": config.chat_template == "chat"}
+    return dataclasses.replace(episode, **changes) if changes else episode
 
 
 @dataclass
@@ -312,6 +383,7 @@ def _run_one(config: SweepConfig, adapter, task, seed: int, episode, spec: RunSp
     from .tasks.base import options_for
 
     options = spec.options(config, seed)
+    episode = apply_prompt_settings(config, episode)
     row: dict[str, Any] = {
         "task": task.name, "adapter": config.adapter, "model": config.model, "policy": spec.policy,
         "cache_size": spec.cache_size, "seed": seed, "episode_id": episode.episode_id,
@@ -319,12 +391,13 @@ def _run_one(config: SweepConfig, adapter, task, seed: int, episode, spec: RunSp
         "policy_options": {**options, **({"checkpoint": portable_path(options["checkpoint"])}
                                          if "checkpoint" in options else {})},
         "task_options": options_for(task.name, config.task_options), "episode_metadata": episode.metadata,
+        **prompt_settings(config), "max_new_tokens": episode.max_new_tokens,
         "device": resolve_device(config.device), "dtype": config.dtype,
     }
     start = time.perf_counter()
     try:
         policy = create_policy(spec.policy, **options)
-        manager = MemoryManager(policy, MemoryConfig(update_every=config.update_every, budget=spec.cache_size))
+        manager = MemoryManager(policy, spec.memory_config(config))
         prediction = adapter.run(episode, manager)
         score = task.score(prediction.output, episode)
     except Exception as err:  # a failed episode is recorded and the sweep goes on

@@ -93,7 +93,11 @@ class Episode:
     Attributes:
         task: registered task name.
         episode_id: stable id, unique within the task for a given :class:`TaskContext` (used as a results key).
-        inputs: modality-specific inputs. Language: ``{"prompt": str, "chat": bool}``.
+        inputs: modality-specific inputs. Language: ``{"prompt": str, "chat": bool}`` and, where the task
+            separates them, ``context`` (the context exactly as it appears in ``prompt``: the prompt up to its
+            end is the part a ``context`` protocol compresses), ``question`` (the question alone) and ``cue``
+            (the answer cue that ends ``prompt``, e.g. ``"Answer:"``, put after the assistant header in
+            chat layouts). Video: ``video``, ``frames`` and ``question`` (the frames are the context).
         references: acceptable answers (the metric decides how they are used).
         max_new_tokens: answer budget for generative tasks.
         metadata: anything worth keeping in the results row (length, depth, source line, ...).

@@ -263,7 +263,8 @@ def test_user_task_folder(tmp_path):
     assert load_task_dir(tmp_path) == [name, name + "_ib"]  # loading the same files again is a no-op
     task = TASKS.get(name)()
     ep = task.episodes(TaskContext())[0]
-    assert ep.inputs == {"prompt": "Read: Paris is in France.\nQ: Capital?\nA:", "chat": False}
+    assert ep.inputs == {"prompt": "Read: Paris is in France.\nQ: Capital?\nA:", "chat": False,
+                         "context": "Paris is in France.", "question": "Capital?", "cue": "A:"}
     assert ep.episode_id == "line1" and ep.max_new_tokens == 8 and task.score("Paris.", ep) == 1.0
     spec = next(s for s in describe_tasks() if s.name == name)
     assert (spec.metric, spec.description) == ("qa_f1_score", "a tiny QA task") and "data.jsonl" in spec.source

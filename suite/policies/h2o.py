@@ -17,7 +17,9 @@ class H2OPolicy(ScoredPolicy):
     """Keep heavy hitters by accumulated attention plus the most recent tokens (H2O).
 
     Attributes:
-        recent_ratio: share of the budget reserved for the most recent tokens (paper: 0.5), in [0, 1].
+        recent_ratio: share of the budget reserved for the most recent tokens, in [0, 1]. Default 0.5: the
+            H2O paper's equal split of heavy-hitter and recent tokens (its reference code's
+            ``heavy_ratio = recent_ratio``).
     """
 
     recent_ratio: float = 0.5

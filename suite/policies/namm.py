@@ -111,7 +111,12 @@ class NammPolicy(MemoryPolicy):
             if key not in view.state:
                 raise ValueError(f"view.state lacks {key!r}: the cache must carry NammPolicy.token_state")
         valid = view.valid.bool()
-        ema, context = update_ema(view.attn, view.state[EMA_KEY], view.state[CONTEXT_KEY], view.num_new)
+        ema, context = view.state[EMA_KEY], view.state[CONTEXT_KEY]
+        # an update off the schedule (the end of a compressed part) reads the newest whole hops; with
+        # fewer than one hop since the last update, the tokens are scored on their stored features
+        rows = view.attn.shape[-2] - view.attn.shape[-2] % HOP
+        if rows:
+            ema, context = update_ema(view.attn[..., -rows:, :], ema, context, view.num_new)
         ema = ema.masked_fill(~valid[..., None], 0.0)
         context = context.masked_fill(~valid[..., None], 0.0)
         view.state[EMA_KEY], view.state[CONTEXT_KEY] = ema, context

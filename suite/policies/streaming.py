@@ -15,7 +15,8 @@ class StreamingPolicy(ScoredPolicy):
     """Keep the first `sinks` tokens and the most recent ones (StreamingLLM).
 
     Attributes:
-        sinks: number of initial "attention sink" tokens always kept (paper: 4), >= 0.
+        sinks: number of initial "attention sink" tokens always kept, >= 0. Default 4: the StreamingLLM
+            paper, also kvpress's ``StreamingLLMPress(n_sink=4)``.
     """
 
     sinks: int = 4

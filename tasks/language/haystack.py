@@ -63,11 +63,13 @@ class Haystack:
 
 @dataclass(frozen=True)
 class Fitted:
-    """A prompt of ``n_tokens`` tokens built from ``n_units`` filler units."""
+    """A prompt of ``n_tokens`` tokens built from ``n_units`` filler units; ``suffix`` is the text after the
+    haystack (the question), when known."""
 
     prompt: str
     n_units: int
     n_tokens: int
+    suffix: str = ""
 
 
 def fit(tokenizer: Any, target: int, render: Callable[[int], str], unit_tokens: float,

@@ -28,7 +28,7 @@ from ..base import Episode, Task, TaskContext, register_task, with_options
 from ..metrics import metric, score_episode
 from ..sources import Record, find_data_file, iter_jsonl, read_yaml
 from .longbench import DatasetSpec, parse_spec
-from .truncation import prompt_budget, truncate_middle
+from .truncation import prompt_budget, prompt_layout, truncate_middle, warn_truncated
 
 Labels = list[Any]
 CHOICE_TASKS = ("longbook_choice_eng", "code_debug")
@@ -160,15 +160,21 @@ class InfiniteBenchTask(Task):
             if context.limit is not None and len(out) >= context.limit:
                 break
             labels = self.labels(record)
-            prompt = self.spec.prompt.format(**self.fields(record))
+            fields = self.fields(record)
+            prompt = self.spec.prompt.format(**fields)
             metadata: dict[str, Any] = {"line": record.line}
             if budget is not None:
                 prompt, n_tokens, truncated = truncate_middle(prompt, context.tokenizer, budget)
                 metadata.update(n_tokens=n_tokens, truncated=truncated)
             episode_id = str(record.get("id", (str, int), default=f"line{record.line}"))
-            out.append(Episode(task=self.name, episode_id=episode_id, inputs={"prompt": prompt, "chat": self.chat},
+            inputs = {"prompt": prompt, "chat": self.chat, "question": fields["input"],
+                      **prompt_layout(self.spec.prompt, lambda part: part.format(**fields), prompt)}
+            out.append(Episode(task=self.name, episode_id=episode_id, inputs=inputs,
                                references=tuple(str(label) for label in labels),
                                max_new_tokens=self.spec.max_new_tokens, metadata=metadata, scoring={"labels": labels}))
+        if budget is not None:
+            warn_truncated(self.name, [e.metadata["n_tokens"] for e in out if e.metadata["truncated"]], len(out),
+                           budget)
         return out
 
     def labels(self, record: Record) -> Labels:

@@ -30,7 +30,7 @@ from typing import Any
 from ..base import Episode, Task, TaskContext, register_task, with_options
 from ..sources import Record, YamlDoc, find_data_file, iter_jsonl, read_yaml
 from ..metrics import METRICS, best_score
-from .truncation import prompt_budget, truncate_middle
+from .truncation import prompt_budget, prompt_layout, truncate_middle, warn_truncated
 
 HERE = Path(__file__).resolve().parent
 SPEC_FIELDS = {"prompt": str, "metric": str, "max_new_tokens": int, "chat": bool, "first_line": bool,
@@ -126,6 +126,9 @@ class LongBenchFormatTask(Task):
             if context.limit is not None and len(out) >= context.limit:
                 break
             out.append(self.episode(record, context.tokenizer, budget))
+        if budget is not None:
+            warn_truncated(self.name, [e.metadata["n_tokens"] for e in out if e.metadata["truncated"]], len(out),
+                           budget)
         return out
 
     def references(self, record: Record) -> list[str]:
@@ -148,7 +151,11 @@ class LongBenchFormatTask(Task):
             n = metadata["length"]
             metadata["length_bucket"] = "0-4k" if n < 4000 else "4-8k" if n < 8000 else "8k+"
         episode_id = str(record.get(self.id_field, (str, int), default=f"line{record.line}"))
-        return Episode(task=self.name, episode_id=episode_id, inputs={"prompt": prompt, "chat": self.spec.chat},
+        inputs = {"prompt": prompt, "chat": self.spec.chat,
+                  **prompt_layout(self.spec.prompt, lambda part: format_prompt(part, record), prompt)}
+        if "input" in record.data and isinstance(record.data["input"], str):
+            inputs["question"] = record.data["input"]
+        return Episode(task=self.name, episode_id=episode_id, inputs=inputs,
                        references=tuple(references), max_new_tokens=self.spec.max_new_tokens,
                        metadata=metadata, scoring={"all_classes": all_classes})
 

@@ -18,6 +18,7 @@ measured length is ``metadata["n_tokens"]``.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import string
 import uuid
@@ -45,7 +46,15 @@ def _noise(i: int) -> str:
 
 
 def _fit_haystack(tokenizer: Any, length: int, haystack: Haystack) -> Fitted:
-    return fit(tokenizer, length, haystack.render, tokens_per_unit(tokenizer, haystack.unit, haystack.sep))
+    fitted = fit(tokenizer, length, haystack.render, tokens_per_unit(tokenizer, haystack.unit, haystack.sep))
+    return dataclasses.replace(fitted, suffix=haystack.suffix)
+
+
+def prompt_inputs(fitted: Fitted) -> dict[str, Any]:
+    """Language episode inputs: the prompt, and the context (all but the question after the haystack) and
+    the question apart (see :class:`~namm_suite.tasks.base.Episode`)."""
+    context = fitted.prompt[:len(fitted.prompt) - len(fitted.suffix)]
+    return {"prompt": fitted.prompt, "chat": True, "context": context, "question": fitted.suffix.strip()}
 
 
 @dataclass
@@ -95,7 +104,7 @@ class SyntheticTask(Task):
                     cell = f"-d{depth:g}" if depth is not None else ""
                     out.append(Episode(
                         task=self.name, episode_id=f"s{context.seed}-L{length}{cell}-r{r}",
-                        inputs={"prompt": fitted.prompt, "chat": True}, references=references,
+                        inputs=prompt_inputs(fitted), references=references,
                         max_new_tokens=task.max_new_tokens,
                         metadata={"length": length, "n_tokens": fitted.n_tokens, "depth": depth, "repeat": r,
                                   **extra}))

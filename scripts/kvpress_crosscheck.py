@@ -1,0 +1,184 @@
+"""Cross-check the project's baselines against NVIDIA's kvpress on the same episodes (not run in CI).
+
+Both sides run the ``context`` protocol with one-shot compression (``--protocol context --evict once``): the
+context is prefilled and compressed once to 75/50/25 % of its tokens, then the question and the answer are
+read with no eviction. kvpress's presses and the project's policies of the same name, with kvpress's
+settings (SnapKV window 64, kernel 5, average pooling; TOVA averaged over heads; StreamingLLM 4 sinks):
+
+    full ↔ no press, streaming ↔ StreamingLLMPress, snapkv ↔ SnapKVPress, tova ↔ TOVAPress,
+    keynorm ↔ KnormPress, random ↔ RandomPress
+
+Episodes: LongBench-format QA the project generates itself (task ``prose_qa``: real prose from
+``pydoc_data.topics`` with a planted fact), written as a LongBench JSONL file and read back by the stock
+``longbench_multifieldqa_en`` loader, on the embedded SmolLM2-135M. Scores: LongBench's qa_f1 (×100) of
+each side's answers, computed by the project's metric for both.
+
+kvpress needs an older transformers, so it runs in its own virtual environment (git-ignored)::
+
+    python3 -m venv .venv-kvpress && .venv-kvpress/bin/pip install torch==2.14.1 kvpress
+    .venv/bin/python scripts/kvpress_crosscheck.py episodes          # runs/kvpress_crosscheck/episodes.jsonl
+    .venv/bin/python scripts/kvpress_crosscheck.py project           # the project's rows (namm run)
+    .venv-kvpress/bin/python scripts/kvpress_crosscheck.py kvpress   # kvpress's answers
+    .venv/bin/python scripts/kvpress_crosscheck.py report            # results/kvpress_crosscheck.md
+
+The ``kvpress`` step imports nothing from the project: it reads the episodes' context, question and answer
+cue and the converted model folder, both recorded by the ``episodes`` step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+WORK = Path("runs/kvpress_crosscheck")
+KEEP = (75, 50, 25)  # percent of the context kept
+POLICIES = ("full", "streaming", "snapkv", "tova", "keynorm", "random")
+TASK = "longbench_multifieldqa_en"
+# the project's policy options that match kvpress's defaults
+POLICY_OPTIONS = {"snapkv": {"window": 64, "kernel": 5, "pooling": "avg"}, "tova": {"head_average": True}}
+TARGET = {"full": 3.0}  # points; every other policy: 5
+
+
+def episodes(args: argparse.Namespace) -> None:
+    """Generate prose_qa episodes as a LongBench JSONL file and the split inputs the kvpress side reads."""
+    from namm_suite.adapters.language import split_prompt
+    from namm_suite.adapters.models import resolve_model
+    from namm_suite.results import write_text_atomic
+    from namm_suite.tasks import TASKS, TaskContext
+    from namm_suite.tasks.language.prose_qa import longbench_record
+    from transformers import AutoTokenizer
+
+    model_dir = resolve_model(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    options = {"lengths": list(args.lengths), "repeats": args.repeats}
+    generated = TASKS.get("prose_qa")().episodes(TaskContext(tokenizer=tokenizer, seed=args.seed, options=options))
+    data = WORK / "episodes.jsonl"
+    write_text_atomic(data, "".join(json.dumps(longbench_record(e)) + "\n" for e in generated))
+    loaded = TASKS.get(TASK)().episodes(TaskContext(tokenizer=tokenizer, length=args.window, data_path=data))
+    lines = []
+    for episode in loaded:
+        context, question, cue = split_prompt(episode.inputs)
+        lines.append(json.dumps({"id": episode.episode_id, "context": context, "question": question, "cue": cue,
+                                 "max_new_tokens": args.max_new_tokens, "references": episode.references}))
+    write_text_atomic(WORK / "kvpress_inputs.jsonl", "\n".join(lines) + "\n")
+    write_text_atomic(WORK / "model.json", json.dumps({"model_dir": str(model_dir), "window": args.window,
+                                                       "max_new_tokens": args.max_new_tokens}))
+    print(f"{len(loaded)} episodes in {data}")
+
+
+def project(args: argparse.Namespace) -> None:
+    """The project's side: one ``namm run`` sweep under the context protocol with one-shot compression."""
+    from namm_suite.runner import SweepConfig, run_sweep
+
+    settings = json.loads((WORK / "model.json").read_text())
+    config = SweepConfig(tasks=[TASK], policies=list(POLICIES), cache_sizes=[f"{k}%" for k in KEEP],
+                         model=args.model, length=settings["window"], update_every=64,
+                         data_path=str(WORK / "episodes.jsonl"), protocol="context", evict="once",
+                         max_new_tokens=settings["max_new_tokens"], policy_options=POLICY_OPTIONS)
+    summary = run_sweep(config, WORK / "project.jsonl")
+    print(f"{summary.written} rows, {len(summary.failed)} failed")
+
+
+def kvpress_side(args: argparse.Namespace) -> None:
+    """kvpress's side (run with .venv-kvpress): its pipeline and presses on the same contexts and questions."""
+    import torch
+    from kvpress import KnormPress, RandomPress, SnapKVPress, StreamingLLMPress, TOVAPress
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    model_dir = json.loads((WORK / "model.json").read_text())["model_dir"]
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    pipe = pipeline("kv-press-text-generation", model=model, tokenizer=AutoTokenizer.from_pretrained(model_dir),
+                    device="cpu")
+    presses = {"full": lambda r: None, "streaming": lambda r: StreamingLLMPress(compression_ratio=r),
+               "snapkv": lambda r: SnapKVPress(compression_ratio=r), "tova": lambda r: TOVAPress(compression_ratio=r),
+               "keynorm": lambda r: KnormPress(compression_ratio=r),
+               "random": lambda r: RandomPress(compression_ratio=r, seed=0)}
+    out = WORK / "kvpress.jsonl"
+    done = {(row["id"], row["policy"], row["keep"]) for row in map(json.loads, out.open())} if out.exists() else set()
+    items = [json.loads(line) for line in (WORK / "kvpress_inputs.jsonl").open()]
+    with out.open("a") as handle:
+        for item in items:
+            for policy in POLICIES:
+                for keep in (None,) if policy == "full" else KEEP:
+                    if (item["id"], policy, keep) in done:
+                        continue
+                    start = time.perf_counter()
+                    press = presses[policy](1 - keep / 100 if keep else 0.0)
+                    answer = pipe(item["context"], question=item["question"], answer_prefix=item["cue"], press=press,
+                                  max_new_tokens=item["max_new_tokens"], max_context_length=10**6)["answer"]
+                    handle.write(json.dumps({"id": item["id"], "policy": policy, "keep": keep, "answer": answer,
+                                             "seconds": time.perf_counter() - start}) + "\n")
+                    handle.flush()
+    print(f"kvpress answers in {out}")
+
+
+def report(args: argparse.Namespace) -> None:
+    """Both sides' mean qa_f1 (×100) per (policy, keep) cell, their difference and the target."""
+    from namm_suite.results import read_rows, write_text_atomic
+    from namm_suite.tasks import TASKS, TaskContext
+
+    task = TASKS.get(TASK)()
+    by_id = {e.episode_id: e for e in task.episodes(TaskContext(data_path=WORK / "episodes.jsonl"))}
+    ours: dict[tuple[str, int | None], list[float]] = {}
+    context_tokens, kept = [], {}
+    for row in read_rows(WORK / "project.jsonl"):
+        if row.get("status") == "ok":
+            keep = None if row["cache_size"] is None else int(str(row["cache_size"]).rstrip("%"))
+            ours.setdefault((row["policy"], keep), []).append(100 * row["score"])
+            kept.setdefault((row["policy"], keep), []).append(row["answer_kept"] - row["extra"]["question_tokens"])
+            if row["policy"] == "full":
+                context_tokens.append(row["context_tokens"])
+    theirs: dict[tuple[str, int | None], list[float]] = {}
+    for row in read_rows(WORK / "kvpress.jsonl"):
+        score = task.score(row["answer"], by_id[row["id"]])
+        theirs.setdefault((row["policy"], row["keep"]), []).append(100 * score)
+    lines = ["# kvpress cross-check", "",
+             f"Generated by `scripts/kvpress_crosscheck.py` ({len(by_id)} LongBench-format episodes from `prose_qa`, "
+             f"read by `{TASK}`; context {min(context_tokens)}–{max(context_tokens)} tokens of SmolLM2-135M, chat "
+             "template, answer cue after the assistant header). Protocol `context` with one-shot compression on "
+             "both sides (`namm run --protocol context --evict once`; kvpress's pipeline); scores are LongBench "
+             "qa_f1 × 100 by the project's metric; answers capped at "
+             f"{json.loads((WORK / 'model.json').read_text())['max_new_tokens']} tokens on both sides. Target: |Δ| ≤ 3 for full, ≤ 5 otherwise.", "",
+             "| policy | keep | project | kvpress | Δ | within target | project kept/head at answer (context part) |",
+             "|---|---|---|---|---|---|---|"]
+    for policy in POLICIES:
+        for keep in (None,) if policy == "full" else KEEP:
+            a, b = ours.get((policy, keep), []), theirs.get((policy, keep), [])
+            if not a or not b:
+                lines.append(f"| {policy} | {keep or 100}% | {_mean(a)} | {_mean(b)} | | missing | |")
+                continue
+            delta = sum(a) / len(a) - sum(b) / len(b)
+            ok = "yes" if abs(delta) <= TARGET.get(policy, 5.0) else "**no**"
+            held = kept[(policy, keep)]
+            lines.append(f"| {policy} | {keep or 100}% | {_mean(a)} (n={len(a)}) | {_mean(b)} (n={len(b)}) | "
+                         f"{delta:+.1f} | {ok} | {sum(held) / len(held):.1f} |")
+    write_text_atomic(Path(args.out), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _mean(values: list[float]) -> str:
+    return f"{sum(values) / len(values):.1f}" if values else "—"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["episodes", "project", "kvpress", "report"])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--max-new-tokens", type=int, default=32,
+                        help="answer budget on both sides (LongBench's multifieldqa_en: 64) (episodes step)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[520, 620, 720],
+                        help="prose_qa prompt lengths in tokens (episodes step)")
+    parser.add_argument("--repeats", type=int, default=2, help="episodes per (length, depth) (episodes step)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--window", type=int, default=4096, help="LongBench truncation window (no cut)")
+    parser.add_argument("--out", default="results/kvpress_crosscheck.md")
+    args = parser.parse_args()
+    {"episodes": episodes, "project": project, "kvpress": kvpress_side, "report": report}[args.step](args)
+
+
+if __name__ == "__main__":
+    main()
