@@ -1,6 +1,6 @@
 """The attention hook's speed against plain transformers SDPA, side by side in one run (issue 16 targets).
 
-Same weights loaded twice (``attn_implementation="sdpa"`` and ``"namm"``), random prompt ids, one torch
+One model, switched between ``attn_implementation="sdpa"`` and ``"namm"``, random prompt ids, one torch
 thread by default. For each length it times:
 
 - plain SDPA: prefill in the manager's chunks with a ``DynamicCache``, then greedy decode steps;
@@ -11,7 +11,7 @@ thread by default. For each length it times:
   whole episode (prefill + decode) ÷ plain SDPA (target ≤ 1.2× on 1–2k-token prompts).
 
     python -m benchmarks.hook_speed --lengths 1024 2048            # a few minutes on one CPU thread
-    python -m benchmarks.hook_speed --device cuda --dtype bf16 --lengths 8192 32768 --model PATH
+    python -m benchmarks.hook_speed --device cuda --dtype bf16 --lengths 8192 32768 --random llama3-8b
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import DynamicCache
 
 from namm_suite.adapters.models import load_causal_lm
+from namm_suite.atomic import write_bytes_atomic
 from namm_suite.device import add_device_args, resolve_device, resolve_dtype
 from namm_suite.manager import MemoryConfig, MemoryManager
 from namm_suite.policies import create_policy
@@ -31,6 +33,12 @@ from namm_suite.shipped import SHIPPED_NAMM
 
 CHUNK, UPDATE_EVERY, BUDGET_FRACTION = 128, 512, 0.25
 POLICIES = ("tova", "snapkv", "streaming", "h2o")
+# random-weight model shapes (--random): what matters for speed is the shape, not the weights
+SHAPES = {
+    "llama3-8b": {"vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                  "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 131072,
+                  "rope_theta": 500000.0},
+}
 
 
 @dataclass
@@ -101,16 +109,31 @@ def time_policy(model, ids: torch.Tensor, steps: int, name: str, budget: int | N
                   prefill_updates, _peak(device))
 
 
-def run(model_name: str, lengths: list[int], steps: int, device: str, dtype: str) -> list[Timing]:
-    place = {"device": resolve_device(device), "dtype": resolve_dtype(dtype)}
-    plain, _ = load_causal_lm(model_name, attn_implementation="sdpa", **place)
-    hooked, _ = load_causal_lm(model_name, attn_implementation="namm", **place)
+def load(model_name: str | None, random: str | None, device: str, dtype: torch.dtype):
+    """The model with the namm hook: a checkpoint, or random weights of a :data:`SHAPES` entry."""
+    if random is None:
+        return load_causal_lm(model_name, attn_implementation="namm", dtype=dtype, device=device)[0]
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPES[random]), attn_implementation="namm",
+                                                 dtype=dtype)
+    return model.eval()
+
+
+def run(model_name: str | None, lengths: list[int], steps: int, device: str, dtype: str,
+        random: str | None = None) -> list[Timing]:
+    device = resolve_device(device)
+    model = load(model_name, random, device, resolve_dtype(dtype))
     rows = []
     for length in lengths:
-        ids = torch.randint(100, plain.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
-        ids = ids.to(place["device"])
-        time_plain(plain, ids[:, :CHUNK], 1)  # warm-up
-        rows.append(time_plain(plain, ids, steps))
+        ids = torch.randint(100, model.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
+        ids = ids.to(device)
+        model.set_attn_implementation("sdpa")
+        time_plain(model, ids[:, :CHUNK], 1)  # warm-up
+        rows.append(time_plain(model, ids, steps))
+        model.set_attn_implementation("namm")
+        hooked = model
         rows.append(time_policy(hooked, ids, steps, "full", None))
         for name in POLICIES:
             rows.append(time_policy(hooked, ids, steps, name, round(BUDGET_FRACTION * length)))
@@ -120,8 +143,8 @@ def run(model_name: str, lengths: list[int], steps: int, device: str, dtype: str
 
 def table(rows: list[Timing]) -> str:
     """Markdown: every variant with its ratios against plain SDPA and against the full policy."""
-    lines = ["| tokens | variant | prefill s | ÷ plain | ÷ full | decode ms/token | ÷ plain | ÷ full | "
-             "update ÷ prefill | peak MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| tokens | variant | prefill s | ÷ plain | ÷ full | decode ms/token | ÷ plain | ÷ full | "
+              "update ÷ prefill | peak MiB |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         plain = next(r for r in rows if r.length == row.length and r.label == "plain sdpa")
         full = next(r for r in rows if r.length == row.length and r.label == "full")
@@ -147,15 +170,25 @@ def namm_episode(rows: list[Timing], steps: int) -> list[str]:
 def main(argv: list[str] | None = None) -> list[Timing]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--random", choices=sorted(SHAPES), default=None,
+                        help="random weights of this shape instead of --model")
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--steps", type=int, default=32, help="greedy decode steps after the prompt")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    parser.add_argument("--out", type=Path, default=None, help="also write the result as a markdown file")
     add_device_args(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = run(args.model, args.lengths, args.steps, args.device, args.dtype)
-    print(table(rows))
-    print("\n".join(namm_episode(rows, args.steps)))
+    rows = run(args.model, args.lengths, args.steps, args.device, args.dtype, args.random)
+    text = "\n".join([table(rows), "", *namm_episode(rows, args.steps)])
+    print(text)
+    if args.out is not None:
+        where = torch.cuda.get_device_name() if resolve_device(args.device) == "cuda" else "cpu"
+        model = f"{args.random} (random weights)" if args.random else args.model
+        header = (f"# Hook speed on {where}\n\nModel: {model}, {args.dtype}, prefill chunks of {CHUNK}, an update "
+                  f"every {UPDATE_EVERY} tokens, budgeted policies at {BUDGET_FRACTION:.0%} of the prompt, "
+                  f"{args.steps} decode steps; written by `python -m benchmarks.hook_speed`.\n\n")
+        write_bytes_atomic(args.out, (header + text + "\n").encode())
     return rows
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from .device import add_device_args, placement
 
-
 # the embedded model each adapter runs when `namm run` gets no --model
 DEFAULT_MODELS = {"language": "smollm2-135m", "video": "tiny-video-llm", "decision": "dt-hopper",
                   "decision-window": "dt-hopper"}

@@ -24,7 +24,7 @@ def _masked_reference(module, query, key, value, attention_mask, scaling=None, d
     groups = q_heads // key.shape[1]
     n_keys = key.shape[-2]
     q_pos = kwargs["position_ids"][0]
-    k_pos = torch.arange(n_keys)
+    k_pos = torch.arange(n_keys, device=query.device)
     visible = (k_pos[None, :] <= q_pos[:, None]).expand(key.shape[1], q_len, n_keys).clone()
     for (layer, head), positions in HIDDEN.items():
         if layer == module.layer_idx:
