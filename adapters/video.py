@@ -34,8 +34,8 @@ from namm_suite.shipped import CHECKPOINTS
 from namm_suite.tasks.base import Episode
 from namm_suite.tasks.video.frames import read_frames
 
-from .base import ADAPTERS, Prediction
-from .language import greedy_decode
+from .base import ADAPTERS, PositionGuard, Prediction
+from .language import greedy_decode, prefill_prompt
 from .video_model import TinyVideoLLM, is_tiny_video_llm
 
 # embedded video-LLMs: name -> checkpoint folder shipped with the project
@@ -53,6 +53,10 @@ class VideoLM(Protocol):
         """``inputs_embeds [1, L, E]`` of the frames (uint8 ``[N, H, W, 3]``) and the question."""
         ...
 
+    def question_tokens(self, question: str) -> int:
+        """How many of the last prompt embeddings are the question (the rest, frames first, is the context)."""
+        ...
+
 
 class TinyVideoLM:
     """The embedded composite: BOS, ``N · grid²`` visual tokens, the question's words; answers one word."""
@@ -63,6 +67,9 @@ class TinyVideoLM:
     def prompt_embeds(self, frames: np.ndarray, question: str) -> torch.Tensor:
         ids = self.tokenizer(question, add_special_tokens=False, return_tensors="pt").input_ids
         return self.model.prompt_embeds(frames, ids)
+
+    def question_tokens(self, question: str) -> int:
+        return len(self.tokenizer(question, add_special_tokens=False).input_ids)
 
 
 class LlavaNextVideoLM:
@@ -80,9 +87,17 @@ class LlavaNextVideoLM:
         """``[1, T]`` ids of ``"USER: <video>\\n{question} ASSISTANT:"`` with the video placeholder repeated
         ``n_video_tokens`` times (as the model's processor expands it)."""
         before = self.tokenizer("USER: ", return_tensors="pt").input_ids[0]
-        after = self.tokenizer(f"\n{question} ASSISTANT:", add_special_tokens=False, return_tensors="pt").input_ids[0]
+        after = self.tokenizer(self.question_text(question), add_special_tokens=False, return_tensors="pt").input_ids[0]
         video = torch.full((n_video_tokens,), self.lm.config.video_token_id, dtype=before.dtype)
         return torch.cat([before, video, after])[None].to(self.lm.device)
+
+    @staticmethod
+    def question_text(question: str) -> str:
+        """What follows the video in the prompt."""
+        return f"\n{question} ASSISTANT:"
+
+    def question_tokens(self, question: str) -> int:
+        return len(self.tokenizer(self.question_text(question), add_special_tokens=False).input_ids)
 
     def prompt_embeds(self, frames: np.ndarray, question: str) -> torch.Tensor:
         features = self.lm.get_video_features(self.pixels(frames)).pooler_output  # [1, V, E]
@@ -136,6 +151,7 @@ class VideoAdapter:
     def __init__(self, video_lm: VideoLM) -> None:
         self.video_lm = video_lm
         self.tokenizer = video_lm.tokenizer
+        self.positions = PositionGuard(video_lm.lm.config.get_text_config())
         if video_lm.lm.config.get_text_config()._attn_implementation != ATTN_IMPLEMENTATION:
             raise ValueError(f"the language model must use attn_implementation={ATTN_IMPLEMENTATION!r}")
 
@@ -151,9 +167,10 @@ class VideoAdapter:
         frames = read_frames(Path(episode.inputs["video"]), episode.inputs.get("frames"))
         embeds = self.video_lm.prompt_embeds(frames, episode.inputs["question"])
         decoded = time.perf_counter()
-        manager.new_cache()
+        self.positions.check(int(embeds.shape[1]), f"visual + text tokens of {frames.shape[0]} frames")
         lm = self.video_lm.lm
-        logits = manager.forward(lm, inputs_embeds=embeds)
+        split = embeds.shape[1] - self.video_lm.question_tokens(episode.inputs["question"])
+        logits = prefill_prompt(manager, lm, embeds[:, :split], embeds[:, split:], embeds=True)
         prefilled = time.perf_counter()
         new = greedy_decode(lm, self.tokenizer, manager, logits, episode.max_new_tokens)
         end = time.perf_counter()

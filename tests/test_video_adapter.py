@@ -249,3 +249,23 @@ def test_shipped_tiny_video_llm_is_far_above_chance_with_the_full_cache(tmp_path
         scores = [task.score(adapter.run(e, MemoryManager(create_policy("full"), MemoryConfig(update_every=32))).output, e)
                   for e in episodes]
         assert np.mean(scores) >= task.chance + MARGIN[name], (name, np.mean(scores))
+
+
+@pytest.mark.parametrize("which", ["composite", "llava"])
+def test_context_protocol_keeps_every_question_and_answer_token(tiny_composite, llava_lm, clip_file, which):
+    """The frames are the context: compressed to 25 %; the question's and answer's tokens are never evicted."""
+    path, clip = clip_file
+    adapter = create_adapter("video", str(tiny_composite)) if which == "composite" else VideoAdapter(llava_lm)
+    episode = Episode("video_needle", "e0", {"video": str(path), "frames": 8, "question": QUESTION},
+                      (clip.answer,), max_new_tokens=4)
+    manager = MemoryManager(create_policy("keynorm"), MemoryConfig(update_every=16, budget_fraction=0.25,
+                                                                   protocol="context"))
+    prediction = adapter.run(episode, manager)
+    stats = prediction.stats
+    n_question = adapter.video_lm.question_tokens(QUESTION)
+    assert stats.context_tokens == prediction.extra["prompt_tokens"] - n_question
+    assert stats.context_kept == round(0.25 * stats.context_tokens)
+    later = set(range(stats.context_tokens, stats.tokens_seen))
+    for layer in manager.cache.layers:
+        for head in range(layer.positions.shape[1]):
+            assert later <= set(layer.positions[0, head][layer.valid[0, head]].tolist())
