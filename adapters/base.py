@@ -6,6 +6,7 @@ none of them (no registration circle) and ``namm --help`` loads no model code.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -13,6 +14,8 @@ from typing import Any, Protocol
 from namm_suite.manager import MemoryManager, MemoryStats
 from namm_suite.registry import Registry
 from namm_suite.tasks.base import Episode
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +48,24 @@ class Adapter(Protocol):
     tokenizer: Any
 
     def run(self, episode: Episode, manager: MemoryManager) -> Prediction: ...
+
+
+class PositionGuard:
+    """Warns once per model (one line on stderr, through logging) when a prompt is longer than the model's
+    maximum positions (``config.max_position_embeddings``; models without one are never warned about)."""
+
+    def __init__(self, config: Any) -> None:
+        self.limit: int | None = getattr(config, "max_position_embeddings", None)
+        self.warned = False
+
+    def check(self, tokens: int, what: str = "prompt") -> None:
+        """Warn if ``tokens`` (the prompt's length in tokens, described by ``what``) exceeds the limit."""
+        if self.limit is None or tokens <= self.limit or self.warned:
+            return
+        self.warned = True
+        logger.warning("%s: %d tokens, %d more than the model's maximum positions (%d); positions past %d were "
+                       "never trained and answers may be wrong (shown once per model)",
+                       what, tokens, tokens - self.limit, self.limit, self.limit)
 
 
 ADAPTERS: Registry[Callable[..., Adapter]] = Registry("adapter")

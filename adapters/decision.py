@@ -36,6 +36,7 @@ from namm_suite.shipped import CHECKPOINTS
 from namm_suite.tasks.base import Episode
 
 from .base import ADAPTERS, Prediction
+from .models import check_not_a_path
 
 META_FILE = "dt_meta.json"
 # embedded names of the project's own trained DTs (scripts/train_dt.py)
@@ -90,6 +91,8 @@ def resolve_dt(name_or_path: str) -> Path:
     if name_or_path in SHIPPED_DTS:
         return SHIPPED_DTS[name_or_path]
     path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        check_not_a_path(name_or_path)
     if not (path / "config.json").is_file():
         raise ValueError(f"unknown Decision Transformer {name_or_path!r}: give one of "
                          f"{', '.join(SHIPPED_DTS)} or a local checkpoint directory holding config.json")

@@ -23,7 +23,7 @@ from namm_suite.attention import ATTN_IMPLEMENTATION
 from namm_suite.manager import MemoryManager
 from namm_suite.tasks.base import Episode
 
-from .base import ADAPTERS, Prediction
+from .base import ADAPTERS, PositionGuard, Prediction
 from .models import load_causal_lm
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class LanguageAdapter:
             )
         self.model = model
         self.tokenizer = tokenizer
+        self.positions = PositionGuard(model.config)
         if not getattr(tokenizer, "chat_template", None):
             logger.warning("%s: the tokenizer has no chat template; prompts are plain text (BOS, prompt, "
                            "question and answer cue; see LanguageAdapter)", model.config.name_or_path)
@@ -69,6 +70,8 @@ class LanguageAdapter:
     def encode_parts(self, inputs: dict, chat: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids ``([1, C], [1, Q])`` of the context part and the question part of an episode's
         ``inputs`` (see the module docstring; without ``context`` the whole prompt is the context part)."""
+        if not inputs["prompt"].strip():
+            raise ValueError("the prompt is empty: give some text")
         context, question, cue = split_prompt(inputs)
         if chat and getattr(self.tokenizer, "chat_template", None):
             head, tail = chat_wrapper(self.tokenizer)
@@ -90,11 +93,15 @@ class LanguageAdapter:
         """Greedy answer to ``prompt`` (text, ids ``[1, T]``, or the context and question ids of
         :meth:`encode_parts`) with the cache managed by ``manager``, under its protocol; stops at an
         end-of-sequence token. ``output`` is the decoded answer; ``extra`` holds the token counts and the
-        prefill/decode seconds."""
+        prefill/decode seconds. An empty prompt is a ValueError; one past the model's maximum positions is
+        warned about (:class:`~.base.PositionGuard`)."""
         if isinstance(prompt, str):
             prompt = self.encode_parts({"prompt": prompt}, chat)
         context, question = prompt if isinstance(prompt, tuple) else (prompt, prompt[:, :0])
         ids = torch.cat([context, question], dim=1)
+        if not ids.shape[1]:
+            raise ValueError("the prompt is empty (0 tokens): give some text")
+        self.positions.check(ids.shape[1])
         start = time.perf_counter()
         logits = prefill_prompt(manager, self.model, context, question)
         prefill = time.perf_counter() - start

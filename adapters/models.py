@@ -106,7 +106,8 @@ def resolve_model(name_or_path: str) -> Path:
     A directory holding ``config.json`` is returned as is. An embedded model's name, or the path of any
     ``.gguf`` file, is dequantised and converted on first use (see :func:`convert_gguf`) and its cached
     directory returned. Anything else raises :class:`ValueError` listing the embedded names, or
-    :class:`FileNotFoundError` for a directory that is not a checkpoint.
+    :class:`FileNotFoundError` for a directory that is not a checkpoint, another file, or a path (a name
+    with a ``/``) that does not exist.
     """
     path = Path(name_or_path).expanduser()
     if path.suffix.lower() == ".gguf":
@@ -119,6 +120,7 @@ def resolve_model(name_or_path: str) -> Path:
                 f"{path} is not a Hugging Face checkpoint directory: it has no config.json"
             )
         return path
+    check_not_a_path(name_or_path, "or a .gguf file")
     try:
         embedded = EMBEDDED_MODELS.get(name_or_path)
     except KeyError as error:  # the registry's message carries "did you mean" and the valid names
@@ -127,6 +129,17 @@ def resolve_model(name_or_path: str) -> Path:
             "hub ids are not downloaded, as the suite runs offline."
         ) from None
     return convert_embedded(embedded)
+
+
+def check_not_a_path(name_or_path: str, alternative: str = "") -> None:
+    """Before a model argument that is not a folder is looked up as an embedded name: raise
+    :class:`FileNotFoundError` if it is a file, or a path (``/``, ``~`` or ``.``) that does not exist.
+    ``alternative`` names what else the caller accepts (e.g. ``"or a .gguf file"``)."""
+    if Path(name_or_path).expanduser().exists():
+        raise FileNotFoundError(
+            f"{name_or_path} is a file; pass a model folder (holding config.json) {alternative}".rstrip())
+    if os.sep in name_or_path or name_or_path.startswith(("~", ".")):
+        raise FileNotFoundError(f"no such model folder: {name_or_path}")
 
 
 def gguf_cache_name(path: Path) -> str:
@@ -250,7 +263,11 @@ def load_causal_lm(
         path, attn_implementation=attn_implementation, dtype=dtype, local_files_only=True
     )
     model.to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as error:  # transformers' message names neither the folder nor the files
+        raise FileNotFoundError(f"{path} has no usable tokenizer: save the model's tokenizer there "
+                                "(tokenizer.json, or tokenizer_config.json and its vocabulary files)") from error
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.generation_config.pad_token_id is None:

@@ -36,6 +36,7 @@ from namm_suite.tasks.video.frames import read_frames
 
 from .base import ADAPTERS, PositionGuard, Prediction
 from .language import greedy_decode, prefill_prompt
+from .models import check_not_a_path
 from .video_model import TinyVideoLLM, is_tiny_video_llm
 
 # embedded video-LLMs: name -> checkpoint folder shipped with the project
@@ -111,6 +112,7 @@ def resolve_video_model(name_or_path: str) -> Path:
     """An embedded video-LLM name (``tiny-video-llm``) or a local checkpoint folder holding ``config.json``."""
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
+        check_not_a_path(name_or_path)
         try:
             path = VIDEO_MODELS.get(name_or_path)
         except KeyError as error:
