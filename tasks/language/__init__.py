@@ -4,7 +4,7 @@ Importing this package registers the Python-defined tasks; the benchmark loaders
 the task registry's first lookup (:mod:`.benchmarks`).
 """
 
-from . import infinitebench, longbench, synthetic  # noqa: F401 - registration
+from . import infinitebench, longbench, prose_qa, synthetic  # noqa: F401 - registration
 from .metrics import METRICS, best_score
 from .synthetic import make_passkey, passkey_score
 from .yaml_tasks import load_task_dir, load_task_file
