@@ -21,7 +21,6 @@ from rich.console import Console
 from namm_suite import report as report_module
 from namm_suite.adapters.base import Prediction
 from namm_suite.cli import main
-from namm_suite.manager import MemoryStats
 from namm_suite.report import write_report
 from namm_suite.results import read_rows
 from namm_suite.runner import SweepConfig, run_sweep
@@ -137,7 +136,7 @@ def test_second_sweep_on_the_same_file_exits_2_and_no_row_is_doubled(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and (not out.exists() or not out.read_bytes().count(b"\n")):
         time.sleep(0.01)
-    second = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(command, check=False, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert first.poll() is None, "the first sweep must still hold the file"
     assert second.returncode == 2, second.stderr
     line = one_error_line(second.stderr, "run")
@@ -145,7 +144,7 @@ def test_second_sweep_on_the_same_file_exits_2_and_no_row_is_doubled(tmp_path):
     first.send_signal(signal.SIGINT)
     assert first.wait(timeout=60) == 130
     assert not (tmp_path / ".shared.jsonl.lock").exists()  # released and removed
-    assert subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, timeout=120).returncode == 0
+    assert subprocess.run(command, check=False, cwd=ROOT, env=ENV, capture_output=True, timeout=120).returncode == 0
     rows = read_rows(out)
     assert len(rows) == 30 and len({r["key"] for r in rows}) == 30
 
@@ -174,7 +173,7 @@ def test_ctrl_c_exits_130_with_one_line_and_the_sweep_resumes(tmp_path):
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("namm run: interrupted"), err
     before = len(read_rows(out))
     assert 3 <= before < 30
-    assert subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, timeout=120).returncode == 0
+    assert subprocess.run(command, check=False, cwd=ROOT, env=ENV, capture_output=True, timeout=120).returncode == 0
     rows = read_rows(out)
     assert len(rows) == 30 and len({r["key"] for r in rows}) == 30
 
@@ -353,3 +352,99 @@ def test_bad_dt_meta_is_a_value_error_naming_the_file(tmp_path, text, named):
     with pytest.raises(ValueError, match="dt_meta.json") as info:
         DTMeta.load(tmp_path)
     assert named in str(info.value)
+
+
+# ---- items 3, 6, 18: the adapters guard an empty prompt and warn past the model's maximum positions -------
+
+
+def position_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "namm_suite.adapters.base"]
+
+
+def test_language_adapter_refuses_an_empty_prompt(tiny_checkpoint):
+    from namm_suite.adapters.language import LanguageAdapter
+    from namm_suite.manager import MemoryConfig, MemoryManager
+    from namm_suite.policies import create_policy
+
+    adapter = LanguageAdapter.from_pretrained(str(tiny_checkpoint))
+    manager = MemoryManager(create_policy("full"), MemoryConfig(update_every=16))
+    for prompt, chat in (("", False), ("", True), (" \n", False)):
+        with pytest.raises(ValueError, match="the prompt is empty"):
+            adapter.generate(prompt, manager, max_new_tokens=1, chat=chat)
+
+
+def test_prompt_past_the_models_maximum_positions_warns_once_with_counts(tiny_checkpoint, caplog):
+    from namm_suite.adapters.language import LanguageAdapter
+    from namm_suite.adapters.models import load_causal_lm
+    from namm_suite.manager import MemoryConfig, MemoryManager
+    from namm_suite.policies import create_policy
+
+    model, tokenizer = load_causal_lm(str(tiny_checkpoint), attn_implementation="namm")
+    model.config.max_position_embeddings = 24
+    adapter = LanguageAdapter(model, tokenizer)
+    manager = MemoryManager(create_policy("full"), MemoryConfig(update_every=16))
+    adapter.generate("one two three", manager, max_new_tokens=1, chat=False)
+    assert position_warnings(caplog) == []  # within the limit: silent
+    tokens = adapter.generate("word " * 40, manager, max_new_tokens=1, chat=False).extra["prompt_tokens"]
+    (warning,) = position_warnings(caplog)
+    assert tokens > 24 and "\n" not in warning
+    assert f"prompt: {tokens} tokens, {tokens - 24} more than the model's maximum positions (24)" in warning
+    adapter.generate("word " * 50, manager, max_new_tokens=1, chat=False)
+    assert len(position_warnings(caplog)) == 1  # once per model, not once per episode
+
+
+def test_video_tokens_past_the_models_maximum_positions_warn_with_counts(tmp_path, caplog):
+    import torch
+
+    from namm_suite.adapters.video import TinyVideoLM, VideoAdapter
+    from namm_suite.adapters.video_model import TinyVideoLLM, TinyVideoLLMConfig, build_tokenizer
+    from namm_suite.manager import MemoryConfig, MemoryManager
+    from namm_suite.policies import create_policy
+    from namm_suite.tasks.video.clips import VOCABULARY, clip_rng, make_clip
+    from namm_suite.tasks.video.frames import write_video
+
+    tokenizer = build_tokenizer(VOCABULARY)
+    torch.manual_seed(0)
+    config = TinyVideoLLMConfig(vocab_size=len(tokenizer), hidden_size=32, layers=2, heads=4, kv_heads=2,
+                                intermediate_size=64, max_positions=32)
+    adapter = VideoAdapter(TinyVideoLM(TinyVideoLLM(config, attn_implementation="namm"), tokenizer))
+    clip = make_clip("needle", clip_rng(9, 0), 12, 32)
+    video = write_video(tmp_path / "needle.mp4", clip.frames)
+    manager = MemoryManager(create_policy("full"), MemoryConfig(update_every=16))
+    for frames, warned in ((4, 0), (12, 1)):  # 1 + 4·4 + 6 = 23 tokens, then 1 + 12·4 + 6 = 55
+        episode = Episode("video_needle", "e0", {"video": str(video), "frames": frames,
+                                                 "question": "what color was the shape ?"}, ("red",),
+                          max_new_tokens=1)
+        tokens = adapter.run(episode, manager).extra["prompt_tokens"]
+        assert len(position_warnings(caplog)) == warned
+    assert position_warnings(caplog)[0].startswith(
+        f"visual + text tokens of 12 frames: {tokens} tokens, {tokens - 32} more than the model's maximum "
+        "positions (32)")
+
+
+# ---- items 9 and 16: model arguments that are files, missing paths, folders without a tokenizer ----------
+
+
+def test_model_arguments_that_are_files_or_missing_paths_are_named(tmp_path, tiny_checkpoint, capsys):
+    from namm_suite.adapters.decision import resolve_dt
+    from namm_suite.adapters.models import load_causal_lm, resolve_model
+    from namm_suite.adapters.video import resolve_video_model
+
+    a_file = tmp_path / "weights.bin"
+    a_file.write_text("x")
+    for resolve in (resolve_model, resolve_video_model, resolve_dt):
+        with pytest.raises(FileNotFoundError, match=f"{a_file} is a file; pass a model folder"):
+            resolve(str(a_file))
+        with pytest.raises(FileNotFoundError, match=f"no such model folder: {tmp_path / 'missing'}$"):
+            resolve(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="unknown embedded model 'smollm3'"):  # a bare name: the registry
+        resolve_model("smollm3")
+    assert main(["generate", "--model", str(a_file), "--prompt", "hi"]) == 2
+    assert "is a file; pass a model folder (holding config.json) or a .gguf file" in one_error_line(
+        capsys.readouterr().err, "generate")
+    no_tokenizer = tmp_path / "no_tokenizer"
+    no_tokenizer.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_checkpoint / name, no_tokenizer / name)
+    with pytest.raises(FileNotFoundError, match=f"{no_tokenizer} has no usable tokenizer"):
+        load_causal_lm(str(no_tokenizer))
