@@ -105,6 +105,10 @@ class SweepConfig:
             if int(seed) < 0:
                 raise ValueError(f"seeds must be >= 0, got {seed}")
         self.cache_sizes = [parse_cache_size(size)[0] for size in self.cache_sizes]
+        relative = any(isinstance(size, str) for size in self.cache_sizes)
+        if self.adapter.startswith("decision") and (self.protocol != "scheduled" or relative):
+            raise ValueError(f"adapter {self.adapter!r} runs episodes with no context or question to separate: "
+                             "it takes --protocol scheduled and cache sizes in tokens")
         if self.chat_template not in CHAT_TEMPLATES:
             raise ValueError(f"chat_template must be one of {', '.join(CHAT_TEMPLATES)}, got {self.chat_template!r}")
         if self.max_new_tokens is not None and self.max_new_tokens <= 0:

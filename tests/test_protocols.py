@@ -152,3 +152,10 @@ def test_truncated_prompts_warn_with_the_count(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         task.episodes(TaskContext(tokenizer=CharTokenizer(), length=8000, data_path=tmp_path))
     assert "were longer" not in caplog.text
+
+
+def test_decision_adapter_takes_only_the_scheduled_protocol_and_token_budgets():
+    for bad in ({"protocol": "context"}, {"cache_sizes": ["25%"]}):
+        with pytest.raises(ValueError, match="--protocol scheduled and cache sizes in tokens"):
+            SweepConfig(**{"tasks": ["toy_echo"], "policies": ["h2o"], "cache_sizes": [8], "adapter": "decision",
+                           **bad})
