@@ -54,10 +54,23 @@ class FitnessEvaluator:
         return self.task(task_name).episodes(context)
 
     def run(self, episode, policy) -> EpisodeResult:
-        manager = MemoryManager(policy, MemoryConfig(update_every=self.config.update_every))
+        """One episode under ``policy``: the answer likelihood (``fitness: likelihood``, teacher forced, no
+        sampling) or the task metric of the greedy answer (``fitness: metric``)."""
+        manager = MemoryManager(policy, MemoryConfig(update_every=self.config.update_every,
+                                                     budget=self.budget(episode, policy)))
+        if self.config.fitness == "likelihood":
+            prediction = self.adapter.answer_likelihood(episode, manager)
+            return EpisodeResult(float(prediction.output), prediction.stats.mean_kept)
         prediction = self.adapter.run(episode, manager)
         return EpisodeResult(float(self.task(episode.task).score(prediction.output, episode)),
                              prediction.stats.mean_kept)
+
+    def budget(self, episode, policy) -> int | None:
+        """The per-episode cap ``budget_fraction`` × prompt tokens for the NAMM (None: no cap)."""
+        fraction = self.config.budget_fraction
+        if fraction is None or not policy.needs_attention or policy.name == "full":
+            return None
+        return max(2, round(fraction * episode.metadata["n_tokens"]))
 
     def full(self, episode) -> EpisodeResult:
         """The base model's full-cache result on ``episode``."""
