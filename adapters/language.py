@@ -14,6 +14,7 @@ protocol (``MemoryConfig.protocol``, see :func:`prefill_prompt`) only decides wh
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import torch
@@ -112,6 +113,25 @@ class LanguageAdapter:
         extra = {"prompt_tokens": ids.shape[1], "question_tokens": question.shape[1], "new_tokens": len(new),
                  "prefill_seconds": prefill, "decode_seconds": decode}
         return Prediction(text, manager.stats(), prefill + decode, extra)
+
+    @torch.no_grad()
+    def answer_likelihood(self, episode: Episode, manager: MemoryManager, answer: str | None = None) -> Prediction:
+        """Teacher-forced likelihood of ``answer`` (default: the episode's first reference) after the prompt,
+        under ``manager``'s memory: one pass, no sampling. ``output`` is the answer's geometric-mean token
+        probability ``exp(mean log p)`` in (0, 1]; ``extra["mean_logprob"]`` is its log."""
+        context, question = self.encode_parts(episode.inputs, episode.inputs.get("chat", True))
+        answer = episode.references[0] if answer is None else answer
+        target = self.tokenizer(answer, add_special_tokens=False, return_tensors="pt").input_ids.to(context.device)
+        if target.shape[1] == 0:
+            raise ValueError(f"episode {episode.episode_id!r}: the answer {answer!r} has no tokens")
+        start = time.perf_counter()
+        first = prefill_prompt(manager, self.model, context, question)[:, None]  # predicts answer token 1
+        rest = manager.forward(self.model, target[:, :-1], all_logits=True) if target.shape[1] > 1 else first[:, :0]
+        logprobs = torch.log_softmax(torch.cat([first, rest], dim=1).float(), dim=-1)
+        mean = float(logprobs.gather(-1, target[..., None]).mean())
+        extra = {"prompt_tokens": context.shape[1] + question.shape[1], "answer_tokens": target.shape[1],
+                 "mean_logprob": mean}
+        return Prediction(math.exp(mean), manager.stats(), time.perf_counter() - start, extra)
 
 
 @ADAPTERS.register("language")

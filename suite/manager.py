@@ -348,19 +348,21 @@ class MemoryManager:
 
     @torch.no_grad()
     def forward(self, model: torch.nn.Module, input_ids: torch.Tensor | None = None,
-                inputs_embeds: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+                inputs_embeds: torch.Tensor | None = None, all_logits: bool = False, **kwargs) -> torch.Tensor:
         """Feed ``input_ids [B, T]`` or ``inputs_embeds [B, T, E]`` in schedule-aligned chunks through
-        ``model`` with the manager's cache; return the logits of the last position ``[B, V]``."""
+        ``model`` with the manager's cache; return the logits of the last position ``[B, V]``, or of every
+        position ``[B, T, V]`` with ``all_logits`` (teacher forcing)."""
         if self.cache is None:
             self.new_cache()
         data = input_ids if input_ids is not None else inputs_embeds
-        logits = None
+        logits = []
         for start, end in self.chunk_bounds(data.shape[1], self.cache.seen_tokens):
             chunk = {"input_ids": data[:, start:end]} if input_ids is not None else {
                 "inputs_embeds": data[:, start:end]}
-            out = model(**chunk, cache=self.cache, use_cache=True, logits_to_keep=1, **kwargs)
-            logits = out.logits[:, -1]
-        return logits
+            out = model(**chunk, cache=self.cache, use_cache=True, logits_to_keep=0 if all_logits else 1,
+                        **kwargs)
+            logits.append(out.logits)
+        return torch.cat(logits, dim=1) if all_logits else logits[-1][:, -1]
 
     def stats(self) -> MemoryStats:
         """Statistics of the current sequence so far."""

@@ -38,6 +38,12 @@ class EvolutionConfig:
         cache_penalty: p in [0, 1); fitness is multiplied by (1 − p × kept fraction). 0 = the spec's raw
             fitness; > 0 is a documented deviation that asks for smaller caches.
         device / dtype: where each worker's model runs (see :mod:`namm_suite.device`).
+        fitness: "likelihood" (dense, teacher-forced answer likelihood; default) or "metric" (task metric of
+            the greedy answer, the spec's).
+        budget_fraction: cap the NAMM at this fraction of each episode's prompt tokens per head (None: no
+            cap, the NAMM sizes its own cache). Trains the scorer's ranking at a fixed memory.
+        init: a NAMM checkpoint whose θ is the initial search mean m0 (and whose μ, v are used instead of
+            measuring them); None starts from θ = 0 as the spec does.
     """
 
     stages: list[Stage]
@@ -62,6 +68,9 @@ class EvolutionConfig:
     cache_penalty: float = 0.0
     device: str = "auto"
     dtype: str = "fp32"
+    fitness: str = "likelihood"
+    budget_fraction: float | None = None
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, list) or not all(isinstance(s, (Stage, dict)) for s in self.stages):
@@ -85,6 +94,8 @@ class EvolutionConfig:
             "pool_size": self.pool_size > 0, "selection": self.selection in ("kappa", "threshold"),
             "cache_penalty": 0 <= self.cache_penalty < 1,
             "parents": self.parents is None or 0 < self.parents <= self.population,
+            "fitness": self.fitness in ("likelihood", "metric"),
+            "budget_fraction": self.budget_fraction is None or 0 < self.budget_fraction <= 1,
         }
         for name, ok in checks.items():
             if not ok:

@@ -56,10 +56,21 @@ class FitnessEvaluator:
         return self.task(task_name).episodes(context)
 
     def run(self, episode, policy) -> EpisodeResult:
-        manager = MemoryManager(policy, MemoryConfig(update_every=self.config.update_every))
+        """One episode under ``policy``: the answer likelihood (``fitness: likelihood``, teacher forced, no
+        sampling) or the task metric of the greedy answer (``fitness: metric``)."""
+        manager = MemoryManager(policy, self.memory(policy))
+        if self.config.fitness == "likelihood":
+            prediction = self.adapter.answer_likelihood(episode, manager)
+            return EpisodeResult(float(prediction.output), prediction.stats.mean_kept)
         prediction = self.adapter.run(episode, manager)
         return EpisodeResult(float(self.task(episode.task).score(prediction.output, episode)),
                              prediction.stats.mean_kept)
+
+    def memory(self, policy) -> MemoryConfig:
+        """The schedule of every episode; a policy that reads attention (the NAMM) is capped at
+        ``budget_fraction`` of each prompt when the config asks for it."""
+        fraction = self.config.budget_fraction if policy.needs_attention else None
+        return MemoryConfig(update_every=self.config.update_every, budget_fraction=fraction)
 
     def full(self, episode) -> EpisodeResult:
         """The base model's full-cache result on ``episode``."""

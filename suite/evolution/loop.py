@@ -55,14 +55,15 @@ class EvolutionState:
     last_record: dict[str, Any] | None = None  # log row of the latest finished generation (see _complete_log)
 
 
-def new_strategy(config: EvolutionConfig) -> cma.CMAEvolutionStrategy:
-    """CMA-ES from the ``cma`` package with the spec's λ, μ, σ0 and m0 = 0 (separable by default)."""
+def new_strategy(config: EvolutionConfig, mean: np.ndarray | None = None) -> cma.CMAEvolutionStrategy:
+    """CMA-ES from the ``cma`` package with the spec's λ, μ, σ0 and m0 = ``mean`` (default 0, the spec's;
+    separable by default)."""
     stream = np.random.RandomState(config.seed)
     options = {"popsize": config.population, "seed": config.seed, "randn": stream.randn, "verbose": -9,
                "CMA_diagonal": config.separable, "tolfun": 0, "tolflatfitness": 10**9, "tolstagnation": 10**9}
     if config.parents:
         options["CMA_mu"] = config.parents
-    return cma.CMAEvolutionStrategy(np.zeros(NUM_PARAMS), config.sigma0, options)
+    return cma.CMAEvolutionStrategy(np.zeros(NUM_PARAMS) if mean is None else mean, config.sigma0, options)
 
 
 def save_state(state: EvolutionState, path: Path) -> None:
@@ -89,7 +90,12 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
     backend = backend or make_backend(config, lambda: evaluator)
     state_path = out / "state.pkl"
     state = load_state(state_path)
-    if state is None:
+    if state is None and config.init is not None:
+        start = create_policy("namm", checkpoint=config.init)
+        state = EvolutionState(new_strategy(config, start.vector().numpy().astype(np.float64)), start.mu,
+                               start.var, start.stats_count)
+        logger.info("search mean and standardisation statistics from %s", config.init)
+    elif state is None:
         stats = evaluator.statistics(evaluator.pool(config.stages[0].tasks[0]))
         state = EvolutionState(new_strategy(config), stats.mean, stats.var, stats.count)
         logger.info("standardisation statistics from %d EMA vectors", stats.count)

@@ -1,0 +1,128 @@
+"""Fit a NAMM's scorer to future attention on training episodes: the warm start of the evolution.
+
+    python scripts/distill_namm.py --out runs/distill --episodes 8 --length 1024 \
+        --keep 0.3 --checkpoint checkpoints/namm_smollm2_init
+
+Records (resumable: one file per episode under ``--out``), fits θ (suite/evolution/distill.py), reports the
+ranking quality on held-out episodes beside simple scorers, calibrates the threshold and writes a NAMM
+checkpoint with the whole recipe in its provenance. Training episodes come from the train split and seeds
+(``--seed``, default 1000); the held-out report uses seed 0 and the held-out prose documents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from namm_suite.adapters.base import create_adapter
+from namm_suite.atomic import write_bytes_atomic
+from namm_suite.evolution.distill import (FitConfig, calibrate_threshold, fit_scorer, load_records,
+                                          ranking_quality, record_episode)
+from namm_suite.manager import MemoryConfig, MemoryManager
+from namm_suite.policies import create_policy
+from namm_suite.provenance import provenance
+from namm_suite.tasks import TASKS, TaskContext
+
+TRAIN_TASKS = {"passkey": {}, "prose_qa": {"split": "train"}, "prose_qa_multi": {"split": "train"},
+               "multikey_needle": {}, "kv_retrieval": {}, "variable_tracking": {}}
+HELDOUT_TASKS = {"passkey": {}, "prose_qa": {"split": "heldout"}}
+
+
+def episodes(adapter, tasks: dict, length: int, seed: int, per_task: int) -> list:
+    out = []
+    for name, options in tasks.items():
+        context = TaskContext(tokenizer=adapter.tokenizer, length=length, seed=seed, limit=None,
+                              options={"repeats": -(-per_task // 5), **options})
+        out += TASKS.get(name)().episodes(context)[:per_task]
+    return out
+
+
+def measure_stats(adapter, sample: list, update_every: int):
+    policy = create_policy("namm", collect_stats=True)
+    for episode in sample:
+        adapter.run(episode, MemoryManager(policy, MemoryConfig(update_every=update_every)))
+    return policy.stats
+
+
+def record_all(adapter, eps: list, folder: Path, mu, var, args) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i, episode in enumerate(eps):
+        path = folder / f"{episode.task}-{episode.episode_id}.pt"
+        if not path.exists():
+            start = time.perf_counter()
+            recs = record_episode(adapter, episode, mu, var, args.update_every, keep_updates=args.keep_updates,
+                                  seed=i)
+            buffer = __import__("io").BytesIO()
+            torch.save([r.__dict__ for r in recs], buffer)
+            write_bytes_atomic(path, buffer.getvalue())
+            logging.info("recorded %d/%d %s (%d updates, %.1fs)", i + 1, len(eps), path.name, len(recs),
+                         time.perf_counter() - start)
+        records += load_records(path)
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--length", type=int, default=1024)
+    parser.add_argument("--episodes", type=int, default=8, help="training episodes per task")
+    parser.add_argument("--heldout", type=int, default=5, help="held-out episodes per task for the report")
+    parser.add_argument("--update-every", type=int, default=64)
+    parser.add_argument("--keep-updates", type=float, default=0.5, help="share of updates kept as lists")
+    parser.add_argument("--keep", type=float, default=0.3, help="share of tokens the calibrated threshold keeps")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    adapter = create_adapter("language", args.model)
+    train = episodes(adapter, TRAIN_TASKS, args.length, args.seed, args.episodes)
+    heldout = episodes(adapter, HELDOUT_TASKS, args.length, 0, args.heldout)
+    stats_path = args.out / "stats.pt"
+    if not stats_path.exists():
+        args.out.mkdir(parents=True, exist_ok=True)
+        stats = measure_stats(adapter, train[:: max(1, len(train) // 6)], args.update_every)
+        torch.save({"mu": stats.mean, "var": stats.var, "count": stats.count}, stats_path)
+    stats = torch.load(stats_path)
+    train_records = record_all(adapter, train, args.out / "train", stats["mu"], stats["var"], args)
+    heldout_records = record_all(adapter, heldout, args.out / "heldout", stats["mu"], stats["var"], args)
+    fit = FitConfig(steps=args.steps, seed=args.seed)
+    params = fit_scorer(train_records, fit)
+    ones = lambda r: torch.ones(r.features.shape[:-1], dtype=torch.bool)  # noqa: E731
+    from namm_suite.namm.scorer import bam_scores
+
+    quality = {
+        share: {
+            "fitted NAMM": ranking_quality(heldout_records, lambda r: bam_scores(r.features.float(), ones(r), params),
+                                           share),
+            "attention mass (EMA DC bin)": ranking_quality(heldout_records, lambda r: r.features[..., 8].float(),
+                                                           share),
+            "recency": ranking_quality(heldout_records, lambda r: torch.arange(r.features.shape[1]).float()
+                                       .expand(r.features.shape[:-1]), share),
+            "random": ranking_quality(heldout_records, lambda r: torch.rand(r.features.shape[:-1]), share),
+        } for share in (0.1, 0.25, 0.5)
+    }
+    shift = calibrate_threshold(params, train_records, args.keep)
+    policy = create_policy("namm")
+    policy.params = params
+    policy.set_stats(stats["mu"], stats["var"], stats["count"])
+    policy.hparams = type(policy.hparams)(update_every=args.update_every, selection="kappa")
+    recipe = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    policy.save(args.checkpoint, provenance={**provenance(), "distill": recipe, "fit_history": fit.history,
+                                             "threshold_shift": shift, "heldout_ranking_quality": quality,
+                                             "train_tasks": TRAIN_TASKS, "train_records": len(train_records)})
+    print(json.dumps({"train_records": len(train_records), "heldout_records": len(heldout_records),
+                      "final_loss": fit.history[-1][1] if fit.history else None, "quality": quality}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
