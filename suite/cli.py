@@ -55,6 +55,14 @@ def _task_option(value: str) -> tuple[str, object]:
         return key.strip(), raw
 
 
+def _model_pair(value: str) -> tuple[str, str]:
+    """``MODALITY=MODEL`` of ``namm demo --model``."""
+    name, sep, model = value.partition("=")
+    if not sep or not name.strip() or not model.strip():
+        raise argparse.ArgumentTypeError(f"expected MODALITY=MODEL (e.g. language=path/to/model), got {value!r}")
+    return name.strip(), model.strip()
+
+
 def _cache_size(value: str) -> int | str:
     """``128`` (tokens per KV head) or ``25%`` (of each episode's context)."""
     if value.endswith("%"):
@@ -143,9 +151,9 @@ def cmd_policies(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args)  # before the heavy imports: a bad prompt fails at once
+    manager = build_manager(args)  # a bad policy setting fails before transformers is imported
     from .adapters.language import LanguageAdapter
 
-    manager = build_manager(args)
     adapter = LanguageAdapter.from_pretrained(args.model, **placement(args.device, args.dtype))
     result = adapter.generate(prompt, manager, max_new_tokens=args.max_new_tokens, chat=not args.no_chat)
     stats, extra = result.stats, result.extra
@@ -303,12 +311,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     profile = "quick" if args.quick else "full" if args.full else "default"
     checkpoint = None if args.namm_checkpoint in (None, "shipped") else args.namm_checkpoint
-    models = {}
-    for item in args.model or []:
-        name, sep, path = item.partition("=")
-        if not sep or not path:
-            raise SystemExit(f"namm demo: --model takes MODALITY=MODEL (language=path/to/model), got {item!r}")
-        models[name] = path
+    models = dict(args.model or [])
     run_demo(profile, Path(args.out), checkpoint, models, device=args.device, dtype=args.dtype)
     return 0
 
@@ -361,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="results", help="folder for transfer.md/.png and the resumable rows")
     demo.add_argument("--namm-checkpoint", default=None,
                       help="NAMM applied zero-shot to every modality (default: the shipped one)")
-    demo.add_argument("--model", action="append", metavar="MODALITY=MODEL",
+    demo.add_argument("--model", action="append", metavar="MODALITY=MODEL", type=_model_pair,
                       help="replace a modality's model, e.g. language=path/to/hf-model (repeatable)")
     add_device_args(demo)
     demo.set_defaults(func=cmd_demo)

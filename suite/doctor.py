@@ -179,14 +179,21 @@ def _timm() -> str:
 
 
 def _probe(folder: Path) -> str:
+    """Whether files can be written in ``folder``, or, when it does not exist yet, in the nearest existing
+    folder above it (where it would be created); creates nothing that stays."""
     from .results import check_writable
 
-    probe = folder / f".namm-doctor-{os.getpid()}.jsonl"
+    existing = folder.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    probe = existing / f".namm-doctor-{os.getpid()}.jsonl"
     try:
         check_writable(probe)
     finally:
         with contextlib.suppress(OSError):  # nothing to remove when the folder is not one
             probe.unlink(missing_ok=True)
+    if existing != folder.resolve():
+        return f"{folder.resolve()} does not exist yet; {existing} is writable (it will be created there)"
     return f"{folder.resolve()} is writable"
 
 

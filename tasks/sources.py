@@ -67,14 +67,26 @@ def _names(kinds: type | tuple[type, ...]) -> str:
                         "dict": "an object"}.get(k.__name__, k.__name__) for k in kinds)
 
 
+def decode_utf8(data: bytes, path: Path, first_line: int = 1) -> str:
+    """``data`` (read from ``path``, starting at line ``first_line``) as UTF-8 text; bytes that are not UTF-8
+    raise :class:`TaskDataError` naming the file, the line and the column."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        start = data.rfind(b"\n", 0, err.start) + 1
+        raise TaskDataError(f"not UTF-8 (byte {data[err.start]:#04x} at column {err.start - start + 1}); save "
+                            "the file as UTF-8", path, first_line + data.count(b"\n", 0, err.start)) from None
+
+
 def iter_jsonl(path: Path) -> Iterator[Record]:
-    """Records of a JSON-lines file (UTF-8), skipping blank lines; a malformed line raises
-    :class:`TaskDataError` with its line number (and column)."""
+    """Records of a JSON-lines file (UTF-8), skipping blank lines; a malformed line, or one that is not
+    UTF-8, raises :class:`TaskDataError` with its line number (and column)."""
     path = Path(path)
     if not path.is_file():
         raise TaskDataError("no such data file", path)
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = decode_utf8(raw, path, number)
             if not line.strip():
                 continue
             try:
@@ -134,7 +146,7 @@ def read_yaml(path: Path) -> YamlDoc:
     """Parse ``path`` (safe YAML); a syntax error raises :class:`TaskDataError` with the line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_utf8(path.read_bytes(), path)
     except OSError as err:
         raise TaskDataError(f"cannot read task file ({err.strerror})", path) from None
     try:

@@ -448,3 +448,93 @@ def test_model_arguments_that_are_files_or_missing_paths_are_named(tmp_path, tin
         shutil.copy(tiny_checkpoint / name, no_tokenizer / name)
     with pytest.raises(FileNotFoundError, match=f"{no_tokenizer} has no usable tokenizer"):
         load_causal_lm(str(no_tokenizer))
+
+
+# ---- item 7: data files that are not UTF-8 name the file and the line ------------------------------------
+
+
+def test_non_utf8_data_files_name_the_file_and_line(tmp_path, adapter, capsys):
+    from namm_suite.tasks.base import TaskDataError
+    from namm_suite.tasks.sources import iter_jsonl, read_yaml
+    from namm_suite.tasks.video.annotations import read_json_list
+
+    good = json.dumps({"input": "q", "context": "c", "answers": ["a"]})
+    (tmp_path / "task").mkdir()
+    data = tmp_path / "task" / "data.jsonl"
+    data.write_bytes(f"{good}\n\n".encode() + json.dumps({"input": "caf\xe9"}, ensure_ascii=False)
+                     .encode("latin-1") + b"\n")
+    with pytest.raises(TaskDataError, match=f"^{data}:3: not UTF-8 \\(byte 0xe9 at column 15\\)"):
+        list(iter_jsonl(data))
+    for path, reader, line in ((tmp_path / "t.yaml", read_yaml, 2), (tmp_path / "a.json", read_json_list, 1)):
+        path.write_bytes(b"[\n" * (line - 1) + "\xe9".encode("latin-1"))
+        with pytest.raises(TaskDataError, match=f"^{path}:{line}: not UTF-8"):
+            reader(path)
+    (data.parent / "task.yaml").write_text(json.dumps({"name": "latin_qa", "format": "longbench",
+                                                      "data_path": "data.jsonl", "metric": "qa_f1_score",
+                                                      "prompt": "{context} {input}", "max_new_tokens": 8}))
+    assert main(["run", "--task", "latin_qa", "--policy", "full", "--include-path", str(data.parent), "--out",
+                 str(tmp_path / "r.jsonl")]) == 2
+    assert f"{data}:3: not UTF-8" in one_error_line(capsys.readouterr().err, "run")
+
+
+# ---- item 9: a NAMM checkpoint given as a folder, an evolution folder that does not exist ----------------
+
+
+@pytest.mark.skipif(not SHIPPED_NAMM.with_suffix(".safetensors").exists(), reason="no shipped NAMM")
+def test_namm_checkpoint_folder_holding_one_checkpoint_is_accepted_else_named(tmp_path):
+    from namm_suite.namm.checkpoint import load_namm
+    from namm_suite.runner import checkpoint_digest
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"{folder} is a folder holding 0 NAMM checkpoints; pass"):
+        load_namm(folder)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(SHIPPED_NAMM.with_suffix(suffix), (folder / "best").with_suffix(suffix))
+    assert load_namm(folder).hparams == load_namm(SHIPPED_NAMM).hparams
+    assert checkpoint_digest(str(folder)) == checkpoint_digest(str(SHIPPED_NAMM))
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(SHIPPED_NAMM.with_suffix(suffix), (folder / "gen7").with_suffix(suffix))
+    with pytest.raises(FileNotFoundError, match=r"holding 2 NAMM checkpoints \(best, gen7\).*run/NAME for NAME"):
+        load_namm(folder)
+
+
+def test_evolution_report_of_a_missing_folder_says_so(tmp_path, capsys):
+    assert main(["evolution-report", str(tmp_path / "nope"), "--out", str(tmp_path / "e.md")]) == 2
+    assert f"no such evolution folder: {tmp_path / 'nope'}" in one_error_line(capsys.readouterr().err,
+                                                                               "evolution-report")
+
+
+# ---- item 10: argument errors exit 2 at once, before torch or transformers is imported -------------------
+
+
+@pytest.mark.parametrize("argv", [["run", "--task", "passkey", "--policy", "full", "--cache-size", "x"],
+                                  ["demo", "--model", "language"], ["demo", "--model", "=path"]])
+def test_argument_errors_exit_2_before_the_heavy_imports(argv):
+    probe = ("import sys\nfrom namm_suite.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+             "    code = e.code\nheavy = sorted({'torch', 'transformers'} & set(sys.modules))\n"
+             "print(code, heavy, file=sys.stderr)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", probe, *argv], check=False, cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    seconds = time.perf_counter() - start
+    *message, verdict = done.stderr.strip().splitlines()
+    assert verdict == "2 []", done.stderr  # exit 2, and neither torch nor transformers imported
+    assert message[-1].startswith(f"namm {argv[0]}: error: argument "), done.stderr  # after argparse's usage
+    assert seconds < 2.0, seconds
+
+
+# ---- item 11: `namm doctor` creates no ./results/ ----------------------------------------------------------
+
+
+def test_doctor_checks_the_results_folder_without_creating_it(tmp_path, monkeypatch):
+    from namm_suite.doctor import CHECKS, run_checks
+
+    monkeypatch.chdir(tmp_path)
+    [result] = run_checks([c for c in CHECKS if c.name == "results folder"])
+    assert result.status == "OK" and "does not exist yet" in result.detail and str(tmp_path) in result.detail
+    assert list(tmp_path.iterdir()) == []  # no results/, no probe left behind
+    (tmp_path / "results").mkdir()
+    [result] = run_checks([c for c in CHECKS if c.name == "results folder"])
+    assert result.status == "OK" and result.detail == f"{tmp_path / 'results'} is writable"
+    assert list((tmp_path / "results").iterdir()) == []

@@ -58,6 +58,8 @@ def summary_table(rows: list[dict]) -> str:
 
 def write_evolution_figure(run_dir: Path, figure: Path) -> str:
     """Plot ``run_dir/log.jsonl`` to ``figure``; return the markdown summary table."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no such evolution folder: {run_dir}")
     log = run_dir / "log.jsonl"
     rows = read_rows(log)
     if not rows:

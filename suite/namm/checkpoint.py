@@ -86,11 +86,26 @@ class NammCheckpoint(NamedTuple):
 
 
 def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """``(<base>.safetensors, <base>.json)`` for ``path`` given with or without either suffix."""
+    """``(<base>.safetensors, <base>.json)`` for ``path`` given with or without either suffix, or for the one
+    checkpoint in ``path`` when it is a folder (:func:`only_checkpoint`)."""
     base = Path(path)
+    if base.is_dir():
+        base = only_checkpoint(base)
     if base.suffix in (".safetensors", ".json"):
         base = base.with_suffix("")
     return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
+
+
+def only_checkpoint(folder: Path) -> Path:
+    """The base path of the one checkpoint (``NAME.safetensors`` + ``NAME.json``) in ``folder``; a folder
+    with none or several raises :class:`FileNotFoundError` saying what is expected."""
+    found = sorted(p.with_suffix("") for p in folder.glob("*.safetensors") if p.with_suffix(".json").is_file())
+    if len(found) != 1:
+        names = f" ({', '.join(p.name for p in found)})" if found else ""
+        raise FileNotFoundError(f"{folder} is a folder holding {len(found)} NAMM checkpoints{names}; pass a "
+                                f"folder holding one, or a checkpoint's path without suffix ({folder}/NAME for "
+                                "NAME.safetensors + NAME.json)")
+    return found[0]
 
 
 def _stat_tensor(name: str, value: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base import Episode, Task, TaskDataError
-from ..sources import Record
+from ..sources import Record, decode_utf8
+
 
 @dataclass(frozen=True)
 class JsonRecord(Record):
@@ -33,8 +34,8 @@ def read_json_list(path: Path) -> list[JsonRecord]:
     if not path.is_file():
         raise TaskDataError("no such annotation file", path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        data = json.loads(decode_utf8(path.read_bytes(), path))
+    except json.JSONDecodeError as err:
         raise TaskDataError(f"malformed JSON ({err})", path) from None
     if not isinstance(data, list):
         raise TaskDataError(f"expected a JSON list of records, got {type(data).__name__}", path)
