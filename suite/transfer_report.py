@@ -19,6 +19,7 @@ from .report import OWN, aggregate, policy_label
 from .results import write_text_atomic
 
 FULL = "full"
+LEGEND_INCHES = 2.0  # figure width kept right of the panels for the legend
 
 
 @dataclass
@@ -28,6 +29,7 @@ class TransferCell:
     percent: float  # mean over tasks of 100 × score / full-cache score
     kept: float  # mean tokens kept per KV head (query-weighted over the episode)
     tasks: int  # tasks that entered the mean (those where the full cache scores above 0)
+    episodes: int  # scored episodes (all seeds) of those tasks
 
 
 @dataclass
@@ -48,14 +50,15 @@ def summarise(name: str, rows: list[dict[str, Any]], budgets: Sequence[int],
     per_task = aggregate(relabelled, label=lambda row: row["policy_label"])
     full_scores = {task: cells[(FULL, None)].mean for task, cells in per_task.items() if (FULL, None) in cells}
     metrics = {row["task"]: row.get("metric", "") for row in rows}
-    pooled: dict[tuple[str, int | None], list[tuple[float, float]]] = defaultdict(list)
+    pooled: dict[tuple[str, int | None], list[tuple[float, float, int]]] = defaultdict(list)
     for task, cells in per_task.items():
         reference = full_scores.get(task, 0.0)
         if reference <= 0:
             continue  # nothing to be relative to (the full cache fails this task)
         for key, cell in cells.items():
-            pooled[key].append((100.0 * cell.mean / reference, cell.mean_kept))
-    cells_out = {key: TransferCell(sum(p for p, _ in v) / len(v), sum(k for _, k in v) / len(v), len(v))
+            pooled[key].append((100.0 * cell.mean / reference, cell.mean_kept, len(cell.scores)))
+    cells_out = {key: TransferCell(sum(p for p, _, _ in v) / len(v), sum(k for _, k, _ in v) / len(v), len(v),
+                                   sum(n for _, _, n in v))
                  for key, v in pooled.items()}
     return ModalityResult(name, list(budgets), cells_out, full_scores, metrics)
 
@@ -94,13 +97,16 @@ def markdown(results: list[ModalityResult], title: str = "Cross-modal zero-shot 
 
 
 def plot(results: list[ModalityResult], path: Path) -> None:
-    """One panel per modality: % of full-cache score against mean kept tokens, a line per policy."""
+    """One panel per modality: % of full-cache score against mean kept tokens, a line per policy (dots: fixed
+    budgets, a star: the policy's own cache size); each panel's title gives its tasks and episode counts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, len(results), figsize=(4.4 * len(results), 3.8), squeeze=False)
+    width = 4.4 * len(results) + LEGEND_INCHES
+    fig, axes = plt.subplots(1, len(results), figsize=(width, 3.8), squeeze=False)
     colors = {label: f"C{i % 10}" for i, label in enumerate(row_order(results))}  # one colour per policy
     for ax, r in zip(axes[0], results):
         for label in row_order([r]):
@@ -113,13 +119,26 @@ def plot(results: list[ModalityResult], path: Path) -> None:
             if own is not None:
                 ax.plot([own.kept], [own.percent], "*", ms=13, color=colors[label],
                         label=None if points else label)
-        ax.set(title=r.name, xlabel="mean tokens kept per KV head", ylabel="% of full-cache score")
+        ax.set(title=panel_title(r), xlabel="mean tokens kept per KV head", ylabel="% of full-cache score")
+        ax.title.set_fontsize(9)
         ax.axhline(100, color="grey", lw=0.8, ls=":")
         ax.grid(True, alpha=0.3)
     handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines() if not h.get_label().startswith("_")}
-    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="center right")
-    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    handles["at a fixed budget"] = Line2D([], [], color="black", marker="o", lw=1.2)
+    handles["at its own cache size"] = Line2D([], [], color="black", marker="*", ms=11, lw=0)
+    fig.suptitle("Zero-shot transfer: score as % of the full cache on the same episodes")
+    fig.legend(handles.values(), handles.keys(), fontsize=9, loc="center right", title="policy")
+    fig.tight_layout(rect=(0, 0, 1 - LEGEND_INCHES / width, 1))
     save_figure_atomic(fig, path, dpi=110, metadata={"Software": None})
+
+
+def panel_title(result: ModalityResult) -> str:
+    """``"language: 2 tasks, n = 40 episodes per point"``: the tasks in the percentages and the episodes
+    behind each point (a range when points differ)."""
+    counts = sorted({cell.episodes for cell in result.cells.values()})
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}" if counts else "0"
+    tasks = sum(score > 0 for score in result.full_scores.values())
+    return f"{result.name}: {tasks} task{'s' * (tasks != 1)}, n = {n} episodes per point"
 
 
 def write(results: list[ModalityResult], out_md: Path) -> None:

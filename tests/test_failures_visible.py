@@ -538,3 +538,34 @@ def test_doctor_checks_the_results_folder_without_creating_it(tmp_path, monkeypa
     [result] = run_checks([c for c in CHECKS if c.name == "results folder"])
     assert result.status == "OK" and result.detail == f"{tmp_path / 'results'} is writable"
     assert list((tmp_path / "results").iterdir()) == []
+
+
+# ---- item 13: the transfer figure, through matplotlib's objects -----------------------------------------
+
+
+def test_transfer_figure_has_a_title_episode_counts_explained_markers_and_a_legible_legend(monkeypatch, tmp_path):
+    from namm_suite import transfer_report
+    from namm_suite.transfer_report import plot, summarise
+
+    figures = []
+    monkeypatch.setattr(transfer_report, "save_figure_atomic", lambda fig, path, **kw: figures.append(fig))
+    rows = [{"task": task, "policy": policy, "cache_size": size, "score": score, "mean_kept": kept,
+             "status": "ok", "metric": "accuracy", "adapter": "language", "policy_options": {}}
+            for task in ("a", "b") for episode in range(3)
+            for policy, size, score, kept in (("full", None, 1.0, 100), ("h2o", 16, 0.5, 16), ("h2o", 32, 0.75, 32),
+                                              ("tova", 16, 0.25, 16))]
+    rows += [rows[1] | {"task": "a"}]  # one more h2o@16 episode: its points rest on 7 episodes
+    plot([summarise("language", rows, [16, 32]), summarise("video", rows[:12], [16, 32])], tmp_path / "t.png")
+    (figure,) = figures
+    assert "full cache" in figure._suptitle.get_text()
+    language, video = figure.axes
+    assert language.get_title() == "language: 2 tasks, n = 6-7 episodes per point"
+    assert video.get_title() == "video: 1 task, n = 3 episodes per point"
+    for ax in (language, video):
+        assert ax.get_xlabel() == "mean tokens kept per KV head" and ax.get_ylabel() == "% of full-cache score"
+    (legend,) = figure.legends
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels == ["full", "h2o", "tova", "at a fixed budget", "at its own cache size"]
+    assert min(text.get_fontsize() for text in legend.get_texts()) >= 9
+    figure.canvas.draw()
+    assert legend.get_window_extent().x0 >= max(ax.get_window_extent().x1 for ax in figure.axes)
