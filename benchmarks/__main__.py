@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     if out:
         text = report(throughput, costs, prefill, scale, meta)
         write_bytes_atomic(out, text.encode())
-        scaling.plot(scale_rows, out.parent / "scaling.png")
+        scaling.plot(scale_rows, out.parent / "scaling.png", args.model, torch.get_num_threads())
         raw = {"costs": [asdict(r) for r in costs], "prefill": [asdict(r) for r in prefill_rows],
                "scaling": [asdict(r) for r in scale_rows], **meta}
         write_bytes_atomic(out.with_suffix(".json"), json.dumps(raw, indent=1).encode())

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from namm_suite.adapters.language import LanguageAdapter
 from namm_suite.atomic import save_figure_atomic
 
@@ -74,20 +76,25 @@ def markdown(rows: list[ScaleRow]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[ScaleRow], path: Path) -> None:
+def plot(rows: list[ScaleRow], path: Path, model: str, threads: int) -> None:
+    """Prefill seconds and KV MiB against context tokens (log-log), full cache and NAMM, titled with the
+    ``model`` and the CPU ``threads`` it was measured with."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, field, title in ((axes[0], "prefill_s", "prefill seconds"), (axes[1], "kv_mib", "KV cache MiB")):
+    panels = ((axes[0], "prefill_s", "prefill time", "prefill seconds"),
+              (axes[1], "kv_mib", "final KV cache size", "KV cache MiB"))
+    for ax, field, title, ylabel in panels:
         for label, style in (("full", "o-"), ("namm", "s-")):
             pts = sorted((r.length, getattr(r, field)) for r in rows if r.label == label)
             ax.plot(*zip(*pts), style, label="full cache" if label == "full" else f"NAMM (cap {FRACTION:.0%})")
-        ax.set(xscale="log", yscale="log", xlabel="context tokens", title=title)
+        ax.set(xscale="log", yscale="log", xlabel="context tokens", ylabel=ylabel, title=title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend()
+    fig.suptitle(f"Scaling with context: {model}, {threads} CPU thread{'s' * (threads != 1)}")
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=120)
 
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> list[ScaleRow]:
     rows = run(args.model, args.lengths)
     print(markdown(rows))
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, args.model, torch.get_num_threads())
     return rows
 
 

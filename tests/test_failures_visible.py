@@ -569,3 +569,19 @@ def test_transfer_figure_has_a_title_episode_counts_explained_markers_and_a_legi
     assert min(text.get_fontsize() for text in legend.get_texts()) >= 9
     figure.canvas.draw()
     assert legend.get_window_extent().x0 >= max(ax.get_window_extent().x1 for ax in figure.axes)
+
+
+def test_scaling_figure_labels_both_axes_and_names_the_model_and_threads(monkeypatch, tmp_path):
+    from benchmarks import scaling
+
+    figures = []
+    monkeypatch.setattr(scaling, "save_figure_atomic", lambda fig, path, **kw: figures.append(fig))
+    rows = [scaling.ScaleRow(n, label, n / 1000 * (1 + (label == "namm")), n / 100) for n in (1024, 2048)
+            for label in ("full", "namm")]
+    scaling.plot(rows, tmp_path / "s.png", "smollm2-135m", 4)
+    (figure,) = figures
+    assert figure._suptitle.get_text() == "Scaling with context: smollm2-135m, 4 CPU threads"
+    assert [ax.get_ylabel() for ax in figure.axes] == ["prefill seconds", "KV cache MiB"]
+    assert all(ax.get_xlabel() == "context tokens" and ax.get_title() for ax in figure.axes)
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert labels == ["full cache", "NAMM (cap 25%)"]
