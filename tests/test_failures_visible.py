@@ -585,3 +585,39 @@ def test_scaling_figure_labels_both_axes_and_names_the_model_and_threads(monkeyp
     assert all(ax.get_xlabel() == "context tokens" and ax.get_title() for ax in figure.axes)
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert labels == ["full cache", "NAMM (cap 25%)"]
+
+
+# ---- item 14: user YAML tasks with a folder --data-path --------------------------------------------------
+
+
+def test_user_task_with_a_folder_data_path_reads_its_data_file_key_or_names_the_file_looked_for(tmp_path,
+                                                                                              adapter, capsys):
+    tasks, data = tmp_path / "tasks", tmp_path / "data"
+    tasks.mkdir()
+    (data / "longbench").mkdir(parents=True)
+    record = {"input": "which colour?", "context": "The sky is blue.", "answers": ["blue"]}
+    (data / "longbench" / "colours.jsonl").write_text(json.dumps(record) + "\n")
+    spec = {"format": "longbench", "metric": "qa_f1_score", "prompt": "{context} {input}", "max_new_tokens": 4}
+    (tasks / "named.yaml").write_text(json.dumps({"name": "colours_named", "data_file": "colours.jsonl", **spec}))
+    (tasks / "default.yaml").write_text(json.dumps({"name": "colours_default", **spec}))
+    common = ["--policy", "full", "--include-path", str(tasks), "--data-path", str(data)]
+    assert main(["run", "--task", "colours_named", *common, "--out", str(tmp_path / "a.jsonl")]) == 0
+    assert [r["status"] for r in read_rows(tmp_path / "a.jsonl")] == ["ok"]
+    capsys.readouterr()
+    assert main(["run", "--task", "colours_default", *common, "--out", str(tmp_path / "b.jsonl")]) == 2
+    line = one_error_line(capsys.readouterr().err, "run")
+    assert f"tried {data / 'colours_default.jsonl'}, {data / 'longbench' / 'colours_default.jsonl'}" in line
+
+
+@pytest.mark.parametrize(("extra", "named"), [({"data_file": "sub/x.jsonl"}, "expected a file name"),
+                                              ({"data_file": "x.jsonl", "data_path": "x.jsonl"}, "not both")])
+def test_bad_data_file_keys_name_the_field(tmp_path, extra, named):
+    from namm_suite.tasks.base import TaskDataError
+    from namm_suite.tasks.language.yaml_tasks import load_task_file
+
+    (tmp_path / "x.jsonl").write_text("{}\n")
+    task = tmp_path / "t.yaml"
+    task.write_text(json.dumps({"name": f"bad_{len(extra)}", "format": "longbench", "metric": "qa_f1_score",
+                                "prompt": "{input}", "max_new_tokens": 4, **extra}))
+    with pytest.raises(TaskDataError, match=f"t.yaml:1: field 'data_file': .*{named}"):
+        load_task_file(task)

@@ -6,6 +6,8 @@ A task file (every error names the file, the line and the field)::
     name: my_qa                 # registry name (letters, digits, _ - .)
     format: longbench           # record schema (or `loader:`): longbench, choubun or infinitebench
     data_path: data/my_qa.jsonl # JSONL data, relative to this file; optional (else TaskContext.data_path)
+    data_file: qa.jsonl         # optional, instead of data_path: the file looked for when --data-path is a
+                                # folder (DIR/qa.jsonl, then DIR/<format>/qa.jsonl; default: <name>.jsonl)
     metric: qa_f1_score         # any name in tasks.language.metrics.METRICS
     prompt: "Read this.\\n\\n{context}\\n\\nQuestion: {input}\\nAnswer:"   # str.format over record fields
     max_new_tokens: 32
@@ -28,7 +30,7 @@ from ..base import TASKS, TaskDataError
 from ..sources import Record, read_yaml
 from .longbench import SPEC_FIELDS, LongBenchFormatTask, make_task, parse_spec
 
-TOP_FIELDS = ("name", "format", "loader", "data_path")
+TOP_FIELDS = ("name", "format", "loader", "data_path", "data_file")
 
 
 class InfiniteBenchFormatTask(LongBenchFormatTask):
@@ -72,6 +74,13 @@ def load_task_file(path: Path) -> str:
         data_file = (path.parent / data["data_path"]).resolve()
         if not data_file.is_file():
             raise doc.error(f"no such data file: {data_file}", "data_path")
+    file_name = data.get("data_file", f"{name}.jsonl")
+    if not isinstance(file_name, str) or not file_name or Path(file_name).name != file_name:
+        raise doc.error(f"expected a file name (no folders) looked for in --data-path, got {file_name!r}",
+                        "data_file")
+    if data_file is not None and "data_file" in data:
+        raise doc.error("give data_path (a fixed file) or data_file (a name looked for in --data-path), "
+                        "not both", "data_file")
     for key in data:
         if key not in SPEC_FIELDS and key not in TOP_FIELDS:
             raise doc.error(f"unknown field; valid fields: {', '.join(sorted({*SPEC_FIELDS, *TOP_FIELDS}))}", key)
@@ -79,14 +88,15 @@ def load_task_file(path: Path) -> str:
     if name in TASKS:
         existing = TASKS.get(name)
         same = (getattr(existing, "definition", None) == path and getattr(existing, "spec", None) == spec
-                and getattr(existing, "data_file", None) == data_file and issubclass(existing, FORMATS[fmt]))
+                and getattr(existing, "data_file", None) == data_file and issubclass(existing, FORMATS[fmt])
+                and getattr(existing, "file_name", None) == (data_file.name if data_file else file_name))
         if same:
             return name
         where = getattr(existing, "definition", None) or existing.source or existing.__module__
         raise doc.error(f"task {name!r} is already registered (by {where})", "name")
     make_task(name, spec, f"user task {path}" + (f"; {data_file.name}" if data_file else ""),
               base=FORMATS[fmt], data_file=data_file, definition=path, benchmark=fmt,
-              file_name=data_file.name if data_file else f"{name}.jsonl")
+              file_name=data_file.name if data_file else file_name)
     return name
 
 
