@@ -621,3 +621,43 @@ def test_bad_data_file_keys_name_the_field(tmp_path, extra, named):
                                 "prompt": "{input}", "max_new_tokens": 4, **extra}))
     with pytest.raises(TaskDataError, match=f"t.yaml:1: field 'data_file': .*{named}"):
         load_task_file(task)
+
+
+# ---- item 16: video files: no decoder noise, no decord internals, damaged cached clips regenerated --------
+
+
+def test_damaged_videos_are_one_clean_line_and_the_decoder_prints_nothing(tmp_path, capfd):
+    import numpy as np
+
+    from namm_suite.tasks.base import TaskDataError
+    from namm_suite.tasks.video.frames import encode_video, read_frames
+
+    good = encode_video((np.random.default_rng(0).random((24, 32, 32, 3)) * 255).astype(np.uint8))
+    middle = bytearray(good)
+    middle[len(good) // 2:len(good) // 2 + 2000] = bytes(2000)
+    damaged = {"truncated": good[:len(good) // 2], "junk": b"not a video" * 100, "zeroed": bytes(middle)}
+    capfd.readouterr()
+    for name, data in damaged.items():
+        path = tmp_path / f"{name}.mp4"
+        path.write_bytes(data)
+        with pytest.raises(TaskDataError) as info:
+            read_frames(path, 24)
+        message = str(info.value)
+        assert message.startswith(f"{path}: field 'video': cannot ") and "\n" not in message
+        assert ".cc:" not in message and "Check failed" not in message and message.count(str(path)) == 1
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""  # no ffmpeg or decord lines on the descriptors
+
+
+def test_a_damaged_cached_synthetic_clip_is_regenerated(tmp_path):
+    from namm_suite.tasks.base import TaskContext
+    from namm_suite.tasks.video.frames import read_frames
+
+    context = TaskContext(limit=2, data_path=tmp_path, options={"frames": 8})
+    first = TASKS.get("video_needle")().episodes(context)
+    path = Path(first[0].inputs["video"])
+    intact = path.read_bytes()
+    path.write_bytes(intact[:len(intact) // 3])  # a clip damaged after it was cached
+    again = TASKS.get("video_needle")().episodes(context)
+    assert again[0].inputs["video"] == str(path) and path.read_bytes() == intact
+    assert read_frames(path, 8).shape == (8, 32, 32, 3)

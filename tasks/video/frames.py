@@ -4,12 +4,20 @@ where decord is not installed (it has wheels for x86_64 only).
 Frames are ``uint8`` arrays ``[N, H, W, 3]`` (RGB). :func:`read_frames` samples ``N`` frames uniformly
 (the centre of each of ``N`` equal segments, as LLaVA-style video-LLMs do) and raises
 :class:`~namm_suite.tasks.base.TaskDataError` naming the file and the field for a missing or undecodable
-file or a clip with fewer frames than asked for.
+file or a clip with fewer frames than asked for. What decord's C++ code and its ffmpeg print straight to
+the stderr file descriptor about a damaged file is silenced unless logging is at INFO (``namm -v``): the
+error's one line says what went wrong.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +25,8 @@ import numpy as np
 from namm_suite.atomic import write_bytes_atomic
 
 from ..base import TaskDataError
+
+logger = logging.getLogger(__name__)
 
 
 def encode_video(frames: np.ndarray, fps: int = 8, crf: int = 12) -> bytes:
@@ -74,9 +84,36 @@ def read_frames(path: Path, n_frames: int | None = None) -> np.ndarray:
         raise TaskDataError(f"asked for {n_frames} frames but the clip has only {total}", path=path,
                             field="frames")
     try:
-        return reader.get_batch(uniform_indices(total, n_frames).tolist()).asnumpy()
+        with _quiet_native_stderr():
+            return reader.get_batch(uniform_indices(total, n_frames).tolist()).asnumpy()
     except Exception as error:  # decord raises its own DECORDError on damaged streams
-        raise TaskDataError(f"cannot decode frames: {error}", path=path, field="video") from error
+        raise TaskDataError(f"cannot decode frames ({_reason(error, path)}): the file is damaged", path=path,
+                            field="video") from error
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to the null device for the block, unless logging is at INFO or below."""
+    if logger.isEnabledFor(logging.INFO):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _reason(error: Exception, path: Path) -> str:
+    """A decoder's message without decord's C++ source locations, check expressions and the file's path."""
+    text = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", str(error))
+    text = re.sub(r"Check failed: .* \(-?\d+ vs\. -?\d+\) ", "", text)
+    text = re.sub(r"^Thread worker: ", "", text.replace(str(path), "the file")).strip(" .")
+    return text or type(error).__name__
 
 
 class _PyAVReader:
@@ -109,9 +146,11 @@ def _reader(path: Path):
     except ImportError:
         decord = None
     try:
-        reader = decord.VideoReader(str(path), num_threads=1) if decord is not None else _PyAVReader(path)
+        with _quiet_native_stderr():
+            reader = decord.VideoReader(str(path), num_threads=1) if decord is not None else _PyAVReader(path)
     except Exception as error:
-        raise TaskDataError(f"cannot open video: {error}", path=path, field="video") from error
+        raise TaskDataError(f"cannot open video ({_reason(error, path)}): damaged, or not a video file",
+                            path=path, field="video") from error
     if len(reader) == 0:
         raise TaskDataError("video has no frames", path=path, field="video")
     return reader

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from namm_suite.atomic import write_bytes_atomic
 from namm_suite.storage import cache_dir
 
 from ..base import Episode, Task, TaskContext, TaskDataError, register_task, with_options
 from .clips import CHANCE, EVAL_STREAM, clip_rng, make_clip
-from .frames import write_video
+from .frames import encode_video
 
 CLIP_VERSION = 3  # bump when the clip generator changes, so cached files are not reused
 
@@ -72,8 +73,9 @@ class SyntheticVideoTask(Task):
         for index in range(count):
             clip = make_clip(self.kind, clip_rng(EVAL_STREAM, self.key, context.seed, index), self.frames, self.size)
             path = folder / f"{self.name}-v{CLIP_VERSION}-f{self.frames}-p{self.size}-s{context.seed}-{index}.mp4"
-            if not path.is_file():
-                write_video(path, clip.frames)
+            data = encode_video(clip.frames)  # deterministic: a cached file with other bytes is damaged
+            if not path.is_file() or path.read_bytes() != data:
+                write_bytes_atomic(path, data)
             episodes.append(Episode(
                 task=self.name, episode_id=f"s{context.seed}-{index}",
                 inputs={"video": str(path), "frames": self.frames, "question": clip.question},
