@@ -47,7 +47,7 @@ def test_d4rl_missing_key_names_file_and_key(tmp_path, key):
 
 def test_d4rl_mismatched_lengths(tmp_path):
     _write_d4rl(tmp_path / "d.hdf5", actions=np.zeros((9, ACT), np.float32))
-    with pytest.raises(TaskDataError, match=r"d\.hdf5: field 'actions': has 9 rows but the file has 10"):
+    with pytest.raises(TaskDataError, match=r"d\.hdf5: field 'actions': has 9 rows, expected 10 \(one per reward\)"):
         load_d4rl(tmp_path / "d.hdf5")
 
 
@@ -107,7 +107,7 @@ def test_minari_errors_name_episode_and_key(tmp_path):
     with h5py.File(file, "a") as f:
         del f["episode_1/observations"]
         f["episode_1/observations"] = np.zeros((3, OBS))  # should be 3 + 1 rows
-    with pytest.raises(TaskDataError, match=r"'episode_1/observations': has 3 rows but the file has 4"):
+    with pytest.raises(TaskDataError, match=r"'episode_1/observations': has 3 rows, expected 4 \(one more than the 3 rewards: "):
         load_minari(file)
     with h5py.File(file, "a") as f:
         del f["episode_0/rewards"]

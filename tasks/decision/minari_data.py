@@ -49,7 +49,8 @@ def load_minari(path: str | Path) -> list[Trajectory]:
                     raise TaskDataError("missing key (or not a flat Box-space array)", path=file,
                                         field=f"{name}/{key}")
             n = len(read_array(file, f"{name}/rewards", group["rewards"], np.float32))
-            obs = _episode_array(file, group, name, "observations", np.float32, n + 1, 2)
+            obs = _episode_array(file, group, name, "observations", np.float32, n + 1, 2,
+                                 f"one more than the {n} rewards: Minari stores the final observation too")
             act = _episode_array(file, group, name, "actions", np.float32, n, 2)
             rew = _episode_array(file, group, name, "rewards", np.float32, n, 1)
             term = _episode_array(file, group, name, "terminations", bool, n, 1)
@@ -60,7 +61,8 @@ def load_minari(path: str | Path) -> list[Trajectory]:
     return trajectories
 
 
-def _episode_array(file: Path, group, name: str, key: str, dtype: type, length: int, ndim: int) -> np.ndarray:
+def _episode_array(file: Path, group, name: str, key: str, dtype: type, length: int, ndim: int,
+                   rows: str = "one per reward") -> np.ndarray:
     """``group[key]`` read and checked; errors name ``file`` and ``<episode>/<key>``."""
     field = f"{name}/{key}"
-    return check_array(file, field, read_array(file, field, group[key], dtype), length, ndim)
+    return check_array(file, field, read_array(file, field, group[key], dtype), length, ndim, rows)

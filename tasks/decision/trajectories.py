@@ -68,14 +68,14 @@ def read_array(path: str | Path, key: str, dataset: object, dtype: type) -> np.n
 
 
 def check_array(path: str | Path, key: str, array: np.ndarray, length: int | None = None,
-                ndim: int | None = None) -> np.ndarray:
+                ndim: int | None = None, rows: str = "one per reward") -> np.ndarray:
     """Return ``array`` if it has ``length`` rows, ``ndim`` dimensions and only finite values; else raise
-    :class:`TaskDataError` naming ``path``, ``key`` and the offending value or index."""
+    :class:`TaskDataError` naming ``path``, ``key`` and the offending value or index (``rows`` says why
+    ``length`` rows are expected)."""
     if ndim is not None and array.ndim != ndim:
         raise TaskDataError(f"expected {ndim} dimensions, got shape {array.shape}", path=path, field=key)
     if length is not None and len(array) != length:
-        raise TaskDataError(f"has {len(array)} rows but the file has {length} transitions (mismatched lengths)",
-                            path=path, field=key)
+        raise TaskDataError(f"has {len(array)} rows, expected {length} ({rows})", path=path, field=key)
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
         raise TaskDataError(f"non-finite value {array[index]} at index {index}", path=path, field=key)
