@@ -44,6 +44,8 @@ class RaggedLayer(CacheLayerMixin):
         sliding_window: the window of a sliding-attention layer (a query at ``p`` sees keys at positions
             ``> p - window``), ``None`` for full attention; set by the attention hook on the first pass.
         uniform: every head holds the same slots (one mask serves all heads).
+        padded_queries: the latest ``update`` appended padding (``valid=False``) tokens; each of them may
+            attend to its own slot so that its hidden state stays finite (nothing valid attends to it).
         dropped: slots dropped from the front (out of the window) since the last compaction; recorded
             attention rows are aligned on it.
     """
@@ -69,6 +71,7 @@ class RaggedLayer(CacheLayerMixin):
         self.query_positions: torch.Tensor | None = None
         self.sliding_window: int | None = None
         self.uniform = True
+        self.padded_queries = False
         self.dropped = 0
 
     @property
@@ -90,9 +93,13 @@ class RaggedLayer(CacheLayerMixin):
         self.is_initialized = True
 
     def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+        valid: torch.Tensor | None = None, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append ``q`` new tokens (``[B, H, q, D]``) and return the whole cache for attention."""
+        """Append ``q`` new tokens (``[B, H, q, D]``) and return the whole cache for attention.
+
+        ``valid``: bool ``[B, q]``, False for padding tokens of a ragged batch (their slots are invalid from
+        the start); ``None``: every token is real. Positions come from the model's ``position_ids``."""
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         batch, heads, q, _ = key_states.shape
@@ -104,7 +111,10 @@ class RaggedLayer(CacheLayerMixin):
             self.drop_outside_window(int(self.query_positions.min()))
         self.keys = torch.cat([self.keys, key_states], dim=-2)
         self.values = torch.cat([self.values, value_states], dim=-2)
-        self.valid = torch.cat([self.valid, self.valid.new_ones((batch, heads, q))], dim=-1)
+        self.padded_queries = valid is not None and not bool(valid.all())
+        new_valid = (self.valid.new_ones((batch, heads, q)) if valid is None
+                     else valid.to(self.device, torch.bool)[:, None, :].expand(batch, heads, q))
+        self.valid = torch.cat([self.valid, new_valid], dim=-1)
         new_pos = self.query_positions[:, None, :].expand(batch, heads, q)
         self.positions = torch.cat([self.positions, new_pos], dim=-1)
         for name, tensor in self.state.items():
@@ -124,6 +134,9 @@ class RaggedLayer(CacheLayerMixin):
         mask = self.valid[:, heads, None, :] & (k_pos <= q_pos)
         if self.sliding_window is not None:
             mask &= q_pos - k_pos < self.sliding_window
+        if self.padded_queries:  # a padding query sees its own slot (the newest q slots, in order)
+            q = q_pos.shape[-2]
+            mask[..., -q:] |= torch.eye(q, dtype=torch.bool, device=self.device)
         return mask
 
     def outside_window(self, next_position: int) -> torch.Tensor:
@@ -222,6 +235,7 @@ class RaggedKVCache(Cache):
     def __init__(self, manager: MemoryManager | None = None) -> None:
         super().__init__(layers=[])
         self.manager = manager
+        self.incoming_valid: torch.Tensor | None = None  # bool [B, q] of the current pass (ragged batches)
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
@@ -231,7 +245,8 @@ class RaggedKVCache(Cache):
             self.layers.append(RaggedLayer(len(self.layers), shapes, self.manager))
         if layer_idx == 0 and self.manager is not None:
             self.manager.on_pass_start(self)
-        keys, values = self.layers[layer_idx].update(key_states, value_states, *args, **kwargs)
+        keys, values = self.layers[layer_idx].update(key_states, value_states, *args, valid=self.incoming_valid,
+                                                      **kwargs)
         if self.manager is not None:
             self.manager.on_layer_update(self.layers[layer_idx])
         return keys, values

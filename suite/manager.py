@@ -135,6 +135,8 @@ class _Accumulator:
     pass_bytes: int = 0
     n_updates: int = 0
     update_seconds: float = 0.0
+    kept_rows: torch.Tensor | None = None  # float64 [B]: Σ held × real queries per batch row (B > 1)
+    query_rows: torch.Tensor | None = None  # float64 [B]: real queries per batch row
 
 
 class MemoryManager:
@@ -203,6 +205,28 @@ class MemoryManager:
         by_type[layer.layer_type] = by_type.get(layer.layer_type, 0.0) + held * queries
         self._acc.peak_kept = max(self._acc.peak_kept, held)
         self._acc.pass_bytes += layer.nbytes()
+        if layer.keys.shape[0] > 1:
+            self._account_rows(layer)
+
+    def _account_rows(self, layer: RaggedLayer) -> None:
+        """Per batch row of a batched pass: keys held × real (not padding) queries, for :meth:`mean_kept_rows`."""
+        acc, incoming = self._acc, self.cache.incoming_valid if self.cache is not None else None
+        batch, queries = layer.keys.shape[0], layer.query_positions.shape[-1]
+        real = (incoming.sum(-1).double() if incoming is not None
+                else torch.full((batch,), float(queries), dtype=torch.float64))
+        held = layer.held().double().mean(-1).cpu()
+        if acc.kept_rows is None:
+            acc.kept_rows, acc.query_rows = torch.zeros(batch, dtype=torch.float64), torch.zeros(batch, dtype=torch.float64)
+        acc.kept_rows += held * real.cpu()
+        if layer.layer_idx == 0:
+            acc.query_rows += real.cpu()
+
+    def mean_kept_rows(self) -> list[float]:
+        """``mean_kept`` (:class:`MemoryStats`) of each batch row separately, over its real queries."""
+        acc, cache = self._acc, self.cache
+        if acc.kept_rows is None or cache is None:
+            return [self.stats().mean_kept]
+        return (acc.kept_rows / (acc.query_rows * len(cache.layers)).clamp_min(1)).tolist()
 
     def first_row_to_record(self, layer: RaggedLayer) -> int | None:
         """Index of the first of ``layer``'s latest query rows whose attention the policy will read at the
@@ -269,8 +293,8 @@ class MemoryManager:
         """One memory update on every layer: build each layer's view, ask the policy, evict, compact."""
         start = time.perf_counter()
         for layer in cache.layers:
-            next_position = int(layer.query_positions.max()) + 1
-            layer.drop_outside_window(next_position)
+            next_position = layer.query_positions.amax(-1)[:, None, None] + 1  # [B, 1, 1]: per batch row
+            layer.drop_outside_window(int(next_position.min()))
             view = self._view(layer)
             keep = self._select(layer, view) & ~layer.outside_window(next_position)
             layer.state.update(view.state)
@@ -348,20 +372,32 @@ class MemoryManager:
 
     @torch.no_grad()
     def forward(self, model: torch.nn.Module, input_ids: torch.Tensor | None = None,
-                inputs_embeds: torch.Tensor | None = None, all_logits: bool = False, **kwargs) -> torch.Tensor:
+                inputs_embeds: torch.Tensor | None = None, all_logits: bool = False,
+                valid: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                **kwargs) -> torch.Tensor:
         """Feed ``input_ids [B, T]`` or ``inputs_embeds [B, T, E]`` in schedule-aligned chunks through
         ``model`` with the manager's cache; return the logits of the last position ``[B, V]``, or of every
-        position ``[B, T, V]`` with ``all_logits`` (teacher forcing)."""
+        position ``[B, T, V]`` with ``all_logits`` (teacher forcing).
+
+        A ragged batch (see :func:`namm_suite.batching.pad_rows`) gives ``valid`` bool ``[B, T]`` (False on
+        padding, which is cached as invalid slots: never attended to, never kept) and ``position_ids``
+        int64 ``[B, T]`` (each row's own positions)."""
         if self.cache is None:
             self.new_cache()
         data = input_ids if input_ids is not None else inputs_embeds
         logits = []
-        for start, end in self.chunk_bounds(data.shape[1], self.cache.seen_tokens):
-            chunk = {"input_ids": data[:, start:end]} if input_ids is not None else {
-                "inputs_embeds": data[:, start:end]}
-            out = model(**chunk, cache=self.cache, use_cache=True, logits_to_keep=0 if all_logits else 1,
-                        **kwargs)
-            logits.append(out.logits)
+        try:
+            for start, end in self.chunk_bounds(data.shape[1], self.cache.seen_tokens):
+                chunk = {"input_ids": data[:, start:end]} if input_ids is not None else {
+                    "inputs_embeds": data[:, start:end]}
+                if position_ids is not None:
+                    chunk["position_ids"] = position_ids[:, start:end]
+                self.cache.incoming_valid = None if valid is None else valid[:, start:end]
+                out = model(**chunk, cache=self.cache, use_cache=True, logits_to_keep=0 if all_logits else 1,
+                            **kwargs)
+                logits.append(out.logits)
+        finally:
+            self.cache.incoming_valid = None
         return torch.cat(logits, dim=1) if all_logits else logits[-1][:, -1]
 
     def stats(self) -> MemoryStats:

@@ -19,6 +19,7 @@ class FakeEvaluator:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
+        self.group_sizes: list[int] = []  # members per members() call (batch_members groups)
 
     def pool(self, task: str) -> list[Episode]:
         return [Episode(task, f"{task}-{i}", {"i": i}, ("x",)) for i in range(6)]
@@ -36,6 +37,10 @@ class FakeEvaluator:
             out.append(EpisodeResult(score, 100.0 / (1.0 + np.exp(theta[0] * 10))))
         return out
 
+    def members(self, thetas, mu, var, episodes) -> list[list[EpisodeResult]]:
+        self.group_sizes.append(len(thetas))
+        return [self.member(theta, mu, var, episodes) for theta in np.atleast_2d(thetas)]
+
     def statistics(self, episodes) -> RunningStats:
         stats = RunningStats(17)
         stats.update(torch.arange(34, dtype=torch.float32).view(2, 17))
@@ -49,8 +54,9 @@ def fake_config(**overrides) -> EvolutionConfig:
     return EvolutionConfig(**base)
 
 
-if __name__ == "__main__":  # used by the SIGKILL test: python -m tests.fake_evolution OUT_DIR
+if __name__ == "__main__":  # used by the SIGKILL test: python -m tests.fake_evolution OUT_DIR [BATCH_MEMBERS]
     from namm_suite.evolution.backends import InProcessBackend
 
     evaluator = FakeEvaluator(delay=0.15)
-    run_evolution(fake_config(), Path(sys.argv[1]), evaluator=evaluator, backend=InProcessBackend(evaluator))
+    config = fake_config(batch_members=int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    run_evolution(config, Path(sys.argv[1]), evaluator=evaluator, backend=InProcessBackend(evaluator))

@@ -71,11 +71,16 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     assert np.array_equal(a, b)
 
 
-def test_sigkill_mid_run_then_resume_matches(tmp_path):
-    _run(tmp_path / "straight")
+@pytest.mark.parametrize("batch", [1, 4])
+def test_sigkill_mid_run_then_resume_matches(tmp_path, batch):
+    evaluator = FakeEvaluator()
+    run_evolution(fake_config(batch_members=batch), tmp_path / "straight", evaluator=evaluator,
+                  backend=InProcessBackend(evaluator))
+    # λ = 6 in groups of 4 and 2 (and the search mean alone) when batched
+    assert set(evaluator.group_sizes) == ({4, 2, 1} if batch == 4 else {1})
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_evolution", str(out)], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_evolution", str(out), str(batch)], cwd=ROOT, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:
         log = out / "log.jsonl"
@@ -86,7 +91,7 @@ def test_sigkill_mid_run_then_resume_matches(tmp_path):
     proc.wait()
     finished = len((out / "log.jsonl").read_text().splitlines())
     assert 3 <= finished < 6, "the kill must land mid-run"
-    _run(out)
+    _run(out, fake_config(batch_members=batch))
     assert _log(out) == _log(tmp_path / "straight")
 
 

@@ -172,12 +172,14 @@ def test_kappa_selection_hand_made():
     assert torch.equal(keep, expected)  # κ = 4; newest kept at −3.0; head 1 keeps −0.1 and −0.3
 
 
-def test_kappa_selection_with_cap_and_batch_maximum():
+def test_kappa_selection_with_cap_and_one_kappa_per_batch_row():
     capped = select_kappa(SCORES, VALID, cap=3)
     assert torch.equal(capped, torch.tensor([[[T, F, F, T, F, T], [F, T, F, F, T, T], [T, F, T, T, F, F]]]))
     other_row = torch.tensor([[[1.0, 1.0, 1.0, 1.0, 1.0, -1.0]] * 3])  # c = 6 in every head
     keep = select_kappa(torch.cat([SCORES, other_row]), torch.cat([VALID, VALID]))
-    assert torch.equal(keep[0], VALID[0])  # κ = 6 from batch row 1 keeps everything valid in row 0
+    # batched population members: row 1's κ = 6 must not leak into row 0 (κ = 4 there)
+    assert torch.equal(keep[0], select_kappa(SCORES, VALID)[0])
+    assert torch.equal(keep[1], VALID[0])
 
 
 def test_threshold_selection_hand_made():
@@ -215,7 +217,8 @@ def test_selection_properties(case):
     newest = _newest(valid)
     wanted = ((scores >= 0) & valid) | newest
     counts = wanted.sum(-1)
-    kappa = int(counts.max()) if cap is None else min(int(counts.max()), cap)
+    kappa = counts.amax(-1, keepdim=True)  # one κ per batch row
+    kappa = kappa if cap is None else kappa.clamp_max(cap)
     n_valid = valid.sum(-1)
     ranked = scores.masked_fill(newest, float("inf"))
     for rule, expected_count in (

@@ -1,7 +1,8 @@
 """Where fitness evaluations run: in-process, a local process pool (default) or a Ray cluster.
 
-Every backend maps the same function, :func:`evaluate_member`, over population members; each worker
-builds one :class:`FitnessEvaluator` (one model load) and reuses it for every call.
+Every backend maps the same function, :func:`evaluate_members`, over groups of population members (one
+group of ``batch_members`` is one batched evaluation); each worker builds one :class:`FitnessEvaluator`
+(one model load) and reuses it for every call.
 """
 
 from __future__ import annotations
@@ -25,20 +26,21 @@ def _init_worker(config: EvolutionConfig, threads: int) -> None:
     _WORKER = FitnessEvaluator(config)
 
 
-def evaluate_member(args: tuple[Any, Any, Any, list]) -> list[EpisodeResult]:
-    """Worker entry point: ``(theta, mu, var, episodes)`` → results, on the worker's evaluator."""
-    theta, mu, var, episodes = args
-    return _WORKER.member(theta, mu, var, episodes)
+def evaluate_members(args: tuple[Any, Any, Any, list]) -> list[list[EpisodeResult]]:
+    """Worker entry point: ``(thetas [R, 4172], mu, var, episodes)`` → results per member, on the worker's
+    evaluator."""
+    thetas, mu, var, episodes = args
+    return _WORKER.members(thetas, mu, var, episodes)
 
 
 class InProcessBackend:
-    """Evaluates members one after the other in this process (``workers: 1``)."""
+    """Evaluates member groups one after the other in this process (``workers: 1``)."""
 
     def __init__(self, evaluator: FitnessEvaluator) -> None:
         self.evaluator = evaluator
 
-    def map(self, calls: Sequence[tuple]) -> list[list[EpisodeResult]]:
-        return [self.evaluator.member(*call) for call in calls]
+    def map(self, calls: Sequence[tuple]) -> list[list[list[EpisodeResult]]]:
+        return [self.evaluator.members(*call) for call in calls]
 
     def close(self) -> None:
         pass
@@ -51,8 +53,8 @@ class ProcessPoolBackend:
         threads = max(1, (os.cpu_count() or 1) // config.workers)
         self.pool = ProcessPoolExecutor(config.workers, initializer=_init_worker, initargs=(config, threads))
 
-    def map(self, calls: Sequence[tuple]) -> list[list[EpisodeResult]]:
-        return list(self.pool.map(evaluate_member, calls))
+    def map(self, calls: Sequence[tuple]) -> list[list[list[EpisodeResult]]]:
+        return list(self.pool.map(evaluate_members, calls))
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -76,12 +78,12 @@ class RayBackend:
             def __init__(self, cfg: EvolutionConfig) -> None:
                 _init_worker(cfg, 1)
 
-            def evaluate(self, args: tuple) -> list[EpisodeResult]:
-                return evaluate_member(args)
+            def evaluate(self, args: tuple) -> list[list[EpisodeResult]]:
+                return evaluate_members(args)
 
         self.actors = [Worker.remote(config) for _ in range(config.workers)]
 
-    def map(self, calls: Sequence[tuple]) -> list[list[EpisodeResult]]:
+    def map(self, calls: Sequence[tuple]) -> list[list[list[EpisodeResult]]]:
         pending = [self.actors[i % len(self.actors)].evaluate.remote(call) for i, call in enumerate(calls)]
         return self.ray.get(pending)
 

@@ -44,6 +44,9 @@ class EvolutionConfig:
             cap, the NAMM sizes its own cache). Trains the scorer's ranking at a fixed memory.
         init: a NAMM checkpoint whose θ is the initial search mean m0 (and whose μ, v are used instead of
             measuring them); None starts from θ = 0 as the spec does.
+        batch_members: population members evaluated together, one batch row each with its own θ, on the
+            same episodes (``fitness: likelihood``; 1 = one member at a time). Pays on a GPU; on a CPU,
+            prefill is compute-bound and batching gains little (benchmarks/fitness_throughput.py).
     """
 
     stages: list[Stage]
@@ -71,6 +74,7 @@ class EvolutionConfig:
     fitness: str = "likelihood"
     budget_fraction: float | None = None
     init: str | None = None
+    batch_members: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, list) or not all(isinstance(s, (Stage, dict)) for s in self.stages):
@@ -96,6 +100,7 @@ class EvolutionConfig:
             "parents": self.parents is None or 0 < self.parents <= self.population,
             "fitness": self.fitness in ("likelihood", "metric"),
             "budget_fraction": self.budget_fraction is None or 0 < self.budget_fraction <= 1,
+            "batch_members": self.batch_members >= 1,
         }
         for name, ok in checks.items():
             if not ok:

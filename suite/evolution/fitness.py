@@ -83,6 +83,34 @@ class FitnessEvaluator:
         policy.set_stats(mu, var)
         return [self.run(episode, policy) for episode in episodes]
 
+    def members(self, thetas: np.ndarray, mu: torch.Tensor, var: torch.Tensor,
+                episodes: list) -> list[list[EpisodeResult]]:
+        """Results of several members (``thetas`` ``[R, 4172]``) on the same ``episodes``: per member, as
+        :meth:`member`. Under ``fitness: likelihood`` each episode is one batched pass with one row (and one
+        θ) per member, ``batch_members`` rows at a time; otherwise members run one after the other."""
+        thetas = np.atleast_2d(np.asarray(thetas))
+        size = self.config.batch_members
+        if size == 1 or self.config.fitness != "likelihood" or len(thetas) == 1:
+            return [self.member(theta, mu, var, episodes) for theta in thetas]
+        out: list[list[EpisodeResult]] = []
+        for start in range(0, len(thetas), size):
+            group = thetas[start:start + size]
+            if len(group) == 1:
+                out.append(self.member(group[0], mu, var, episodes))
+                continue
+            policy = create_policy("namm", selection=self.config.selection)
+            policy.set_vectors(torch.as_tensor(group, dtype=torch.float32))
+            policy.set_stats(mu, var)
+            rows = [self._batched(episode, policy, len(group)) for episode in episodes]
+            out += [[row[m] for row in rows] for m in range(len(group))]
+        return out
+
+    def _batched(self, episode, policy, rows: int) -> list[EpisodeResult]:
+        """One episode read by ``rows`` batch rows (one per member of ``policy``'s θ stack)."""
+        prediction = self.adapter.answer_likelihood(episode, MemoryManager(policy, self.memory(policy)), rows=rows)
+        return [EpisodeResult(float(score), kept)
+                for score, kept in zip(prediction.output, prediction.extra["mean_kept"], strict=True)]
+
     def statistics(self, episodes: list) -> RunningStats:
         """docs/namm-spec.md §7: μ, v of all un-standardised EMA vectors of a full-cache (θ = 0) pass."""
         policy = create_policy("namm", collect_stats=True)

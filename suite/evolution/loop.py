@@ -169,7 +169,10 @@ def _generation(config: EvolutionConfig, backend, state: EvolutionState, tasks: 
               for t in tasks}
     episodes = [e for t in tasks for e in sample[t]]
     candidates = state.es.ask()
-    results = backend.map([(x, state.mu, state.var, episodes) for x in candidates])
+    size = config.batch_members
+    groups = [np.stack(candidates[i:i + size]) for i in range(0, len(candidates), size)]
+    results = [member for group in backend.map([(g, state.mu, state.var, episodes) for g in groups])
+               for member in group]
     fitness, kept = [], []
     for member in results:
         f, k = _fitness(config, state, tasks, sample, member)
@@ -197,7 +200,8 @@ def _evaluate_mean(config, evaluator, backend, state: EvolutionState, tasks: lis
     """Fitness of the search mean m on every pool episode of the stage's tasks (docs/namm-spec.md §8)."""
     episodes = [e for t in tasks for e in pools[t]]
     chunks = [episodes[i::max(1, config.workers)] for i in range(max(1, config.workers))]
-    results = backend.map([(state.es.mean, state.mu, state.var, chunk) for chunk in chunks if chunk])
+    results = [group[0] for group in backend.map([(state.es.mean[None], state.mu, state.var, chunk)
+                                                  for chunk in chunks if chunk])]
     by_id = {f"{e.task}/{e.episode_id}": r for chunk, res in zip(chunks, results, strict=False)
              for e, r in zip(chunk, res, strict=True)}
     member = {t: [by_id[f"{t}/{e.episode_id}"] for e in pools[t]] for t in tasks}

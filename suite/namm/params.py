@@ -57,6 +57,11 @@ class BamParams(nn.Module):
     ``b_c []``, all float32 and zero-initialised (θ = 0 scores every token exactly 0, docs/namm-spec.md §6).
 
     The parameters are evolved, never trained, so they do not require gradients.
+
+    ``rows`` R > 0 holds one θ per batch row (population members evaluated in one batched pass): every
+    tensor gets leading dims that broadcast against the scorer's ``[B, H, N, *]`` inputs with B = R
+    (``W_a [R, 1, 25, 96]``, ``b_a [R, 1, 1, 96]``, ``w_c [R, 1, 1, 25]``, ``b_c [R, 1, 1]``); load them
+    with :meth:`from_vectors`.
     """
 
     W_a: nn.Parameter
@@ -66,13 +71,24 @@ class BamParams(nn.Module):
     w_c: nn.Parameter
     b_c: nn.Parameter
 
-    def __init__(self) -> None:
+    def __init__(self, rows: int | None = None) -> None:
         super().__init__()
+        self.rows = rows
         for name, shape in PARAM_LAYOUT:
-            self.register_parameter(name, nn.Parameter(torch.zeros(shape), requires_grad=False))
+            self.register_parameter(name, nn.Parameter(torch.zeros(self._shape(shape)), requires_grad=False))
+
+    def _shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A parameter's stored shape: as in :data:`PARAM_LAYOUT`, or with per-row broadcast dims."""
+        if self.rows is None:
+            return shape
+        return (self.rows, 1, *shape) if len(shape) == 2 else (self.rows, 1, 1, *shape)
 
     def to_vector(self) -> torch.Tensor:
-        """Flat float32 ``[4172]`` copy of θ on the CPU, in :data:`PARAM_LAYOUT` order."""
+        """Flat float32 ``[4172]`` copy of θ on the CPU, in :data:`PARAM_LAYOUT` order (``[R, 4172]`` with
+        ``rows``)."""
+        if self.rows is not None:
+            return torch.cat([getattr(self, name).detach().reshape(self.rows, -1).float().cpu()
+                              for name, _ in PARAM_LAYOUT], dim=1)
         parts = [getattr(self, name).detach().reshape(-1).float().cpu() for name, _ in PARAM_LAYOUT]
         return torch.cat(parts)
 
@@ -83,6 +99,8 @@ class BamParams(nn.Module):
         Raises:
             ValueError: the vector is not 1-D, has the wrong size, is not floating point, or is not finite.
         """
+        if self.rows is not None:
+            raise ValueError(f"these parameters hold {self.rows} rows: load them with from_vectors")
         vec = torch.as_tensor(vec)
         if vec.ndim != 1 or vec.numel() != NUM_PARAMS or not torch.is_floating_point(vec):
             raise ValueError(
@@ -99,5 +117,19 @@ class BamParams(nn.Module):
             param.copy_(vec[start:end].reshape(shape).to(param.device))
         return self
 
+    @classmethod
+    def from_vectors(cls, vectors: torch.Tensor | np.ndarray | Any) -> BamParams:
+        """One θ per batch row from ``vectors`` ``[R, 4172]`` (each row checked as :meth:`from_vector`)."""
+        vectors = torch.as_tensor(vectors)
+        if vectors.ndim != 2 or vectors.shape[0] < 1:
+            raise ValueError(f"expected [rows, {NUM_PARAMS}] parameter vectors, got shape {tuple(vectors.shape)}")
+        rows = [BamParams().from_vector(vector) for vector in vectors]
+        stacked = cls(rows=len(rows))
+        with torch.no_grad():
+            for name, shape in PARAM_LAYOUT:
+                getattr(stacked, name).copy_(torch.stack([getattr(r, name) for r in rows]).reshape(
+                    stacked._shape(shape)))
+        return stacked
+
     def extra_repr(self) -> str:
-        return f"num_params={NUM_PARAMS}"
+        return f"num_params={NUM_PARAMS}" + (f", rows={self.rows}" if self.rows is not None else "")

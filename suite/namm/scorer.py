@@ -27,7 +27,8 @@ def bam_scores(features: torch.Tensor, valid: torch.Tensor, params: BamParams) -
         features: float ``[..., N, 25]`` token features φ, oldest token first.
         valid: bool ``[..., N]``; padding tokens are never attended to. Their own scores are finite but
             meaningless (the selection rule gives them −∞).
-        params: θ; must be on the features' device.
+        params: θ; must be on the features' device. With ``BamParams(rows=B)`` row b of the batch is
+            scored with its own θ_b.
 
     With X = φ: Z = X·W_a + b_a split into Q, K, V (32 each); ℓ_ij = Q_i·K_j/√32 on the backward mask;
     O = softmax(ℓ)·V; Y = O·W_b + b_b split into R, M (25 each); X′ = X ⊙ (1 + M) + R;
@@ -54,4 +55,6 @@ def bam_scores(features: torch.Tensor, valid: torch.Tensor, params: BamParams) -
     y = out.flip(-2) @ params.W_b + params.b_b
     r, m = y.split(D_FEATURE, dim=-1)
     x_mod = x * (1.0 + m) + r
-    return x_mod @ params.w_c + params.b_c
+    if params.w_c.ndim == 1:
+        return x_mod @ params.w_c + params.b_c
+    return (x_mod @ params.w_c.mT).squeeze(-1) + params.b_c  # one θ per batch row (BamParams(rows=B))

@@ -3,9 +3,10 @@
 Two rules share the same preparation: padding gets −∞, the newest valid token of each head gets +∞
 (always kept), and a token counts as "wanted" when its score is ≥ 0 (an exact 0 is kept).
 
-- :func:`select_kappa` (the reference, default): κ = the largest number of wanted tokens over all heads
-  and batch rows; every head keeps its κ best tokens, so the cache stays rectangular and heads with fewer
-  wanted tokens also keep their best negative ones.
+- :func:`select_kappa` (the reference, default): κ = the largest number of wanted tokens over the heads of
+  a batch row; every head keeps its κ best tokens, so each row's cache stays rectangular and heads with
+  fewer wanted tokens also keep their best negative ones. One row's κ never depends on another row (the
+  reference runs batch 1; batched population members must not share a κ).
 - :func:`select_threshold` (a documented deviation): every head keeps exactly its wanted tokens (ragged,
   frees more memory).
 
@@ -56,7 +57,8 @@ def wanted_counts(s: torch.Tensor) -> torch.Tensor:
 
 
 def select_kappa(scores: torch.Tensor, valid: torch.Tensor, cap: int | None = None) -> torch.Tensor:
-    """Reference rule: keep the κ best tokens in every head, κ = max over heads and batch rows of c_h.
+    """Reference rule: keep the κ best tokens in every head, κ = max over the heads (dim −2) of c_h, one κ
+    per batch row.
 
     Args:
         scores: float ``[B, H, N]`` BAM scores.
@@ -70,9 +72,10 @@ def select_kappa(scores: torch.Tensor, valid: torch.Tensor, cap: int | None = No
     if scores.numel() == 0:
         return valid.bool().clone()
     s = prepare_scores(scores, valid)
-    kappa = int(wanted_counts(s).max())
+    counts = wanted_counts(s)
+    kappa = counts.amax(dim=-2, keepdim=True) if s.ndim > 1 else counts  # [B, 1, 1]: one κ per row
     if cap is not None:
-        kappa = min(kappa, cap)
+        kappa = kappa.clamp_max(cap)
     return _keep_top(s, valid, kappa)
 
 

@@ -84,7 +84,12 @@ class NammPolicy(MemoryPolicy):
 
     def set_vector(self, theta: Any) -> None:
         """Replace θ with a flat vector of 4172 floats (e.g. a CMA-ES candidate)."""
-        self.params.from_vector(theta)
+        self.params = BamParams().from_vector(theta)
+
+    def set_vectors(self, thetas: Any) -> None:
+        """One θ per batch row: ``thetas`` ``[R, 4172]`` (R population members evaluated in one batched pass;
+        batch row b is scored with ``thetas[b]``, and the batch must then have exactly R rows)."""
+        self.params = BamParams.from_vectors(thetas)
 
     def set_stats(self, mu: torch.Tensor, var: torch.Tensor, count: int = 0) -> None:
         """Replace the frozen standardisation statistics μ, v (float ``[17]``)."""
@@ -111,6 +116,9 @@ class NammPolicy(MemoryPolicy):
             if key not in view.state:
                 raise ValueError(f"view.state lacks {key!r}: the cache must carry NammPolicy.token_state")
         valid = view.valid.bool()
+        if self.params.rows is not None and self.params.rows != valid.shape[0]:
+            raise ValueError(f"NammPolicy holds {self.params.rows} parameter rows but the batch has "
+                             f"{valid.shape[0]} rows")
         ema, context = view.state[EMA_KEY], view.state[CONTEXT_KEY]
         # an update off the schedule (the end of a compressed part) reads the newest whole hops; with
         # fewer than one hop since the last update, the tokens are scored on their stored features
