@@ -28,7 +28,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from transformers import DecisionTransformerModel
+from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
 from namm_suite.attention import ATTN_IMPLEMENTATION
 from namm_suite.manager import MemoryManager, MemoryStats
@@ -130,7 +130,14 @@ class DecisionAdapter:
             raise ValueError(f"the decision adapter runs on the CPU in fp32, got device {device!r}, dtype "
                              f"{str(dtype).removeprefix('torch.')}: pass --device cpu --dtype fp32")
         path = resolve_dt(name_or_path)
-        model = DecisionTransformerModel.from_pretrained(path, attn_implementation=ATTN_IMPLEMENTATION,
+        # a DT reads no tokens: GPT-2's bos/eos ids (50256, in configs saved by transformers) only make
+        # transformers warn that they lie outside the vocabulary of 1 on every load
+        try:
+            fields = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path / 'config.json'}: not valid JSON ({err})") from None
+        config = DecisionTransformerConfig.from_dict({**fields, "bos_token_id": None, "eos_token_id": None})
+        model = DecisionTransformerModel.from_pretrained(path, config=config, attn_implementation=ATTN_IMPLEMENTATION,
                                                          local_files_only=True)
         return cls(model, DTMeta.load(path), protocol)
 

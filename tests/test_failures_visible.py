@@ -661,3 +661,13 @@ def test_a_damaged_cached_synthetic_clip_is_regenerated(tmp_path):
     again = TASKS.get("video_needle")().episodes(context)
     assert again[0].inputs["video"] == str(path) and path.read_bytes() == intact
     assert read_frames(path, 8).shape == (8, 32, 32, 3)
+
+
+def test_loading_a_decision_transformer_prints_no_token_id_warnings():
+    probe = ("from namm_suite.adapters.decision import DecisionAdapter\n"
+             "adapter = DecisionAdapter.from_pretrained('dt-hopper')\n"
+             "assert adapter.model.config._attn_implementation == 'namm'\nprint('loaded')")
+    done = subprocess.run([sys.executable, "-c", probe], check=False, cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "loaded", done.stderr
+    assert "token_id" not in done.stderr, done.stderr
