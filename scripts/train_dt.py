@@ -23,9 +23,11 @@ import argparse
 import io
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
@@ -86,6 +88,20 @@ def export(model: DecisionTransformerModel, meta: DTMeta, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def load_data(data: Path, env: str):
+    """The environment's spec and the trajectories of ``data`` (Minari folder or D4RL file), checked against
+    the environment's observation and action sizes before any training (ValueError / TaskDataError)."""
+    spec = env_spec(env)
+    trajs = load_minari(data) if data.is_dir() else load_d4rl(data)
+    space = gym.make(spec.env_id)
+    want = (space.observation_space.shape[0], space.action_space.shape[0])
+    got = (trajs[0].observations.shape[1], trajs[0].actions.shape[1])
+    if got != want:
+        raise ValueError(f"{data}: observations have {got[0]} values and actions {got[1]}, but {spec.env_id} has "
+                         f"{want[0]} and {want[1]}: pass the --env the data was recorded in")
+    return spec, trajs
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="D4RL HDF5 file or local Minari dataset directory")
@@ -111,8 +127,11 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(a.seed)
 
-    spec = env_spec(a.env)
-    trajs = load_minari(a.data) if a.data.is_dir() else load_d4rl(a.data)
+    try:
+        spec, trajs = load_data(a.data, a.env)
+    except (ValueError, OSError) as err:  # bad data or --env (TaskDataError is a ValueError): one line
+        print(f"train_dt.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(2)
     mean, std = dataset_statistics(trajs)
     returns = np.array([t.episode_return for t in trajs])
     config = DecisionTransformerConfig(state_dim=trajs[0].observations.shape[1], act_dim=trajs[0].actions.shape[1],

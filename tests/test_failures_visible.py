@@ -671,3 +671,34 @@ def test_loading_a_decision_transformer_prints_no_token_id_warnings():
                           text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "loaded", done.stderr
     assert "token_id" not in done.stderr, done.stderr
+
+
+# ---- item 16: scripts/train_dt.py checks its data against --env before training, errors in one line ---------
+
+
+def test_train_dt_checks_the_data_against_the_env_before_training(tmp_path):
+    import h5py
+    import numpy as np
+
+    def d4rl(path, drop=None):
+        rng = np.random.default_rng(0)
+        arrays = {"observations": rng.standard_normal((10, 11)).astype(np.float32),
+                  "actions": rng.uniform(-1, 1, (10, 3)).astype(np.float32), "rewards": np.ones(10, np.float32),
+                  "terminals": np.arange(10) == 9, "timeouts": np.zeros(10, bool)}
+        arrays.pop(drop, None)
+        with h5py.File(path, "w") as f:
+            for key, value in arrays.items():
+                f[key] = value
+        return path
+
+    cases = [(d4rl(tmp_path / "hopper.hdf5"), "Walker2d-v5",
+              "observations have 11 values and actions 3, but Walker2d-v5 has 17 and 6: pass the --env"),
+             (d4rl(tmp_path / "broken.hdf5", drop="actions"), "Hopper-v5", "broken.hdf5: field 'actions': missing")]
+    for data, env, named in cases:
+        done = subprocess.run([sys.executable, "scripts/train_dt.py", "--data", str(data), "--env", env, "--out",
+                               str(tmp_path / "out"), "--work", str(tmp_path / "work")], check=False, cwd=ROOT,
+                              env=ENV, capture_output=True, text=True, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert lines[0].startswith("train_dt.py: error: ") and named in lines[0], lines[0]
+        assert not (tmp_path / "out").exists() and not (tmp_path / "work" / "train_state.pt").exists()
