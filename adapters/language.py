@@ -115,26 +115,26 @@ class LanguageAdapter:
         return Prediction(text, manager.stats(), prefill + decode, extra)
 
     @torch.no_grad()
-    def answer_likelihood(self, episode: Episode, manager: MemoryManager, answer: str | None = None,
-                          rows: int = 1) -> Prediction:
+    def answer_likelihood(self, episode: Episode, manager: MemoryManager, answer: str | None = None) -> Prediction:
         """Teacher-forced likelihood of ``answer`` (default: the episode's first reference) after the prompt,
         under ``manager``'s memory: one pass, no sampling. ``output`` is the answer's geometric-mean token
         probability ``exp(mean log p)`` in (0, 1]; ``extra["mean_logprob"]`` is its log.
 
-        ``rows`` > 1 reads the episode as a batch of that many identical rows (e.g. population members, each
-        with its own NAMM parameters); ``output`` and ``extra["mean_logprob"]`` are then lists, one per row,
-        and ``extra["mean_kept"]`` gives each row's ``mean_kept``."""
+        A manager with ``rows`` > 1 reads the episode as that many rows that differ only in their memory
+        (population members, one NAMM θ each; the prompt before the first eviction is computed once):
+        ``output`` and ``extra["mean_logprob"]`` are then lists, one per row, and ``extra["mean_kept"]``
+        gives each row's ``mean_kept``."""
         context, question = self.encode_parts(episode.inputs, episode.inputs.get("chat", True))
         answer = episode.references[0] if answer is None else answer
         target = self.tokenizer(answer, add_special_tokens=False, return_tensors="pt").input_ids.to(context.device)
         if target.shape[1] == 0:
             raise ValueError(f"episode {episode.episode_id!r}: the answer {answer!r} has no tokens")
-        context, question, target = (t.expand(rows, -1) for t in (context, question, target))
+        rows = manager.rows
         start = time.perf_counter()
         first = prefill_prompt(manager, self.model, context, question)[:, None]  # predicts answer token 1
         rest = manager.forward(self.model, target[:, :-1], all_logits=True) if target.shape[1] > 1 else first[:, :0]
         logprobs = torch.log_softmax(torch.cat([first, rest], dim=1).float(), dim=-1)
-        means = logprobs.gather(-1, target[..., None]).mean((1, 2)).tolist()
+        means = logprobs.gather(-1, target.expand(rows, -1)[..., None]).mean((1, 2)).tolist()
         extra = {"prompt_tokens": context.shape[1] + question.shape[1], "answer_tokens": target.shape[1],
                  "mean_logprob": means[0] if rows == 1 else means}
         if rows > 1:

@@ -70,6 +70,10 @@ class RowBuffer:
             self._grow(self.count, offset + n_keys)
         return self.data[:, :, :self.count, offset:offset + n_keys]
 
+    def repeat_rows(self, rows: int) -> None:
+        """Copy a one-row buffer into ``rows`` identical batch rows."""
+        self.data = self.data.expand(rows, *self.data.shape[1:]).contiguous()
+
     def _grow(self, rows: int, cols: int) -> None:
         old = self.data
         shape = (*old.shape[:2], max(rows, 2 * old.shape[2]), max(cols, 2 * old.shape[3]))

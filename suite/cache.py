@@ -184,6 +184,20 @@ class RaggedLayer(CacheLayerMixin):
         self.uniform = bool((self.positions == self.positions[:, :1]).all())
         self.num_new = 0
 
+    def repeat_rows(self, rows: int) -> None:
+        """Copy a one-row layer into ``rows`` identical batch rows (a prefix shared by population members,
+        computed once; see :class:`~namm_suite.manager.MemoryManager` ``rows``)."""
+        if not self.is_initialized:
+            return
+
+        def repeat(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.expand(rows, *tensor.shape[1:]).contiguous()
+
+        self.keys, self.values = repeat(self.keys), repeat(self.values)
+        self.valid, self.positions = repeat(self.valid), repeat(self.positions)
+        self.query_positions = repeat(self.query_positions)
+        self.state = {name: repeat(t) for name, t in self.state.items()}
+
     def held(self) -> torch.Tensor:
         """int64 ``[B, H]`` tokens held per head."""
         return self.valid.sum(-1)

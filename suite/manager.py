@@ -140,11 +140,19 @@ class _Accumulator:
 
 
 class MemoryManager:
-    """Runs a :class:`MemoryPolicy` over a :class:`RaggedKVCache` on the schedule of a :class:`MemoryConfig`."""
+    """Runs a :class:`MemoryPolicy` over a :class:`RaggedKVCache` on the schedule of a :class:`MemoryConfig`.
 
-    def __init__(self, policy: MemoryPolicy, config: MemoryConfig | None = None) -> None:
+    ``rows`` R > 1 reads one-row inputs as R identical batch rows that differ only in their memory (e.g.
+    population members, one NAMM θ per row): the prompt up to the first memory update is computed once, at
+    batch 1, and its cache copied to the R rows just before that update; outputs have R rows.
+    """
+
+    def __init__(self, policy: MemoryPolicy, config: MemoryConfig | None = None, rows: int = 1) -> None:
         self.policy = policy
         self.config = config or MemoryConfig()
+        if rows < 1:
+            raise ValueError(f"rows must be >= 1, got {rows}")
+        self.rows = rows
         if (policy.uses_budget and self.config.budget is None and self.config.budget_fraction is None
                 and policy.name != "full"):
             raise ValueError(f"policy {policy.name!r} needs a cache budget (tokens per head)")
@@ -224,8 +232,8 @@ class MemoryManager:
     def mean_kept_rows(self) -> list[float]:
         """``mean_kept`` (:class:`MemoryStats`) of each batch row separately, over its real queries."""
         acc, cache = self._acc, self.cache
-        if acc.kept_rows is None or cache is None:
-            return [self.stats().mean_kept]
+        if acc.kept_rows is None or cache is None:  # one row, or rows never spread (identical)
+            return [self.stats().mean_kept] * self.rows
         return (acc.kept_rows / (acc.query_rows * len(cache.layers)).clamp_min(1)).tolist()
 
     def first_row_to_record(self, layer: RaggedLayer) -> int | None:
@@ -292,6 +300,7 @@ class MemoryManager:
     def update(self, cache: RaggedKVCache) -> None:
         """One memory update on every layer: build each layer's view, ask the policy, evict, compact."""
         start = time.perf_counter()
+        self._spread_rows(cache)
         for layer in cache.layers:
             next_position = layer.query_positions.amax(-1)[:, None, None] + 1  # [B, 1, 1]: per batch row
             layer.drop_outside_window(int(next_position.min()))
@@ -303,6 +312,24 @@ class MemoryManager:
         self._last_update_seen = cache.seen_tokens
         self._acc.n_updates += 1
         self._acc.update_seconds += time.perf_counter() - start
+
+    def _spread_rows(self, cache: RaggedKVCache) -> None:
+        """Before the first eviction: copy a one-row cache, its attention rows and its per-row statistics to
+        :attr:`rows` rows (no-op when already spread or ``rows`` is 1)."""
+        if self.rows == 1 or self._cache_rows(self.rows) != 1:
+            return
+        for layer in cache.layers:
+            layer.repeat_rows(self.rows)
+        for buffer in self._attention.values():
+            buffer.repeat_rows(self.rows)
+        acc = self._acc
+        acc.kept_rows = torch.full((self.rows,), acc.kept_sum, dtype=torch.float64)
+        acc.query_rows = torch.full((self.rows,), float(acc.query_count), dtype=torch.float64)
+
+    def _cache_rows(self, default: int) -> int:
+        """Batch rows the cache holds (``default`` before its first token)."""
+        layers = self.cache.layers if self.cache is not None else []
+        return layers[0].keys.shape[0] if layers and layers[0].is_initialized else default
 
     def _select(self, layer: RaggedLayer, view: PolicyView) -> torch.Tensor:
         """The policy's checked keep mask. On a sliding-window layer the budget applies only where it is
@@ -381,15 +408,19 @@ class MemoryManager:
 
         A ragged batch (see :func:`namm_suite.batching.pad_rows`) gives ``valid`` bool ``[B, T]`` (False on
         padding, which is cached as invalid slots: never attended to, never kept) and ``position_ids``
-        int64 ``[B, T]`` (each row's own positions)."""
+        int64 ``[B, T]`` (each row's own positions). With :attr:`rows` > 1 a one-row input is read as that
+        many rows (its shared prefix once) and the logits have :attr:`rows` rows."""
         if self.cache is None:
             self.new_cache()
         data = input_ids if input_ids is not None else inputs_embeds
         logits = []
         try:
             for start, end in self.chunk_bounds(data.shape[1], self.cache.seen_tokens):
-                chunk = {"input_ids": data[:, start:end]} if input_ids is not None else {
-                    "inputs_embeds": data[:, start:end]}
+                if self.rows > 1 and self._update_due(self.cache):
+                    self._spread_rows(self.cache)  # the update at this pass's start evicts per row
+                piece = data[:, start:end]
+                piece = piece.expand(self._cache_rows(piece.shape[0]), *piece.shape[1:])
+                chunk = {"input_ids": piece} if input_ids is not None else {"inputs_embeds": piece}
                 if position_ids is not None:
                     chunk["position_ids"] = position_ids[:, start:end]
                 self.cache.incoming_valid = None if valid is None else valid[:, start:end]
@@ -398,6 +429,8 @@ class MemoryManager:
                 logits.append(out.logits)
         finally:
             self.cache.incoming_valid = None
+        rows = max(self.rows, data.shape[0])
+        logits = [out.expand(rows, *out.shape[1:]) for out in logits]
         return torch.cat(logits, dim=1) if all_logits else logits[-1][:, -1]
 
     def stats(self) -> MemoryStats:

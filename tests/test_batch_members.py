@@ -48,9 +48,9 @@ def _kept(log: list, row: int) -> list[tuple[int, list[list[int]]]]:
     return out
 
 
-def _run(model, ids, thetas, **forward):
+def _run(model, ids, thetas, rows: int = 1, **forward):
     log: list = []
-    manager = MemoryManager(_recording_policy(thetas, log), MemoryConfig(update_every=UPDATE))
+    manager = MemoryManager(_recording_policy(thetas, log), MemoryConfig(update_every=UPDATE), rows=rows)
     manager.new_cache()
     logits = manager.forward(model, ids, all_logits=True, **forward)
     return logits, log, manager
@@ -86,6 +86,26 @@ def test_one_rows_kappa_never_depends_on_another_row():
     _, alone_log, _ = _run(model, seq, thetas[:1])
     assert _kept(log, 0) == _kept(alone_log, 0)
     assert any(len(h) < 32 for _, heads in _kept(log, 0) for h in heads)
+
+
+def test_shared_prefix_computed_once_equals_the_full_batch():
+    model = tiny_model("llama")
+    seq = random_ids(160, seed=4)
+    thetas = _thetas(3, seed=6)
+    full_logits, full_log, full = _run(model, seq.expand(3, -1), thetas)
+    batch_sizes: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: batch_sizes.append(kwargs["input_ids"].shape[0]),
+                                            with_kwargs=True)
+    try:
+        logits, log, shared = _run(model, seq, thetas, rows=3)
+    finally:
+        hook.remove()
+    assert batch_sizes == [1, 3, 3, 3, 3]  # the first update period once, then one row per member
+    torch.testing.assert_close(logits, full_logits, atol=1e-5, rtol=1e-5)
+    for b in range(3):
+        assert _kept(log, b) == _kept(full_log, b)
+    assert shared.mean_kept_rows() == pytest.approx(full.mean_kept_rows(), rel=1e-6)
+    assert len(set(np.round(shared.mean_kept_rows(), 3))) > 1
 
 
 def test_stacked_theta_must_match_the_batch():

@@ -87,7 +87,8 @@ class FitnessEvaluator:
                 episodes: list) -> list[list[EpisodeResult]]:
         """Results of several members (``thetas`` ``[R, 4172]``) on the same ``episodes``: per member, as
         :meth:`member`. Under ``fitness: likelihood`` each episode is one batched pass with one row (and one
-        θ) per member, ``batch_members`` rows at a time; otherwise members run one after the other."""
+        θ) per member, ``batch_members`` rows at a time, the prompt before the first eviction computed once
+        for all of them; otherwise members run one after the other."""
         thetas = np.atleast_2d(np.asarray(thetas))
         size = self.config.batch_members
         if size == 1 or self.config.fitness != "likelihood" or len(thetas) == 1:
@@ -107,7 +108,7 @@ class FitnessEvaluator:
 
     def _batched(self, episode, policy, rows: int) -> list[EpisodeResult]:
         """One episode read by ``rows`` batch rows (one per member of ``policy``'s θ stack)."""
-        prediction = self.adapter.answer_likelihood(episode, MemoryManager(policy, self.memory(policy)), rows=rows)
+        prediction = self.adapter.answer_likelihood(episode, MemoryManager(policy, self.memory(policy), rows=rows))
         return [EpisodeResult(float(score), kept)
                 for score, kept in zip(prediction.output, prediction.extra["mean_kept"], strict=True)]
 
