@@ -33,6 +33,7 @@ def test_episodes_hold_the_fact_at_its_depth_with_distractors(task):
         assert abs(episode.metadata["n_tokens"] - 3000) <= 400  # within half a sentence of the target
         assert context in prompt and episode.inputs["question"] in prompt
         assert prompt.index(episode.inputs["question"]) > prompt.index(context)
+        assert episode.inputs["cue"] == "Answer:" and prompt.endswith("Answer:")
         fact = episode.metadata["fact"]
         assert fact in context and episode.references[0] in fact
         # the depth places the fact: early for 0.1, late for 0.9

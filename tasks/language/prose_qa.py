@@ -30,6 +30,7 @@ from ..base import Episode, TaskDataError, register_task
 from .haystack import Haystack, fit, tokens_per_unit
 from .metrics import best_score
 from .synthetic import _ADJECTIVES, _NOUNS, _DepthTask, _check_int
+from .truncation import answer_cue
 
 SINGLE_TEMPLATE = (
     "Read the following text and answer briefly.\n\n{context}\n\nNow, answer the following question based "
@@ -198,7 +199,7 @@ class ProseQATask(_DepthTask):
         for episode in super().episodes(context):
             meta = dict(episode.metadata)
             question, text = meta.pop("question"), meta.pop("context")
-            inputs = {**episode.inputs, "context": text, "question": question}
+            inputs = {**episode.inputs, "context": text, "question": question, "cue": answer_cue(self.template)}
             out.append(Episode(episode.task, episode.episode_id, inputs, episode.references,
                                episode.max_new_tokens, meta))
         return out
