@@ -103,28 +103,28 @@ class Episode:
         metadata: anything worth keeping in the results row (length, depth, source line, ...).
         scoring: what the metric needs besides ``references`` (e.g. LongBench's ``all_classes``); kept out of
             the results row.
+        error: why the episode could not be built (a bad annotation record, naming file, record and
+            field), else None; adapters refuse such an episode (:meth:`check`), so the runner records an
+            error row and the sweep goes on.
     """
 
     task: str
     episode_id: str
-        error: why the episode could not be built (a bad annotation record, naming file, record and
-            field), else None; adapters refuse such an episode (:meth:`check`), so the runner records an
-            error row and the sweep goes on.
     inputs: dict[str, Any]
     references: tuple[str, ...]
     max_new_tokens: int = 32
     metadata: dict[str, Any] = field(default_factory=dict)
     scoring: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class TaskContext:
     error: str | None = None
 
     def check(self) -> None:
         """Raise :class:`TaskDataError` with :attr:`error` when the episode could not be built."""
         if self.error is not None:
             raise TaskDataError(self.error)
+
+
+@dataclass
+class TaskContext:
     """What a task may need to build its episodes.
 
     Attributes:
