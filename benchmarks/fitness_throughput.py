@@ -6,7 +6,8 @@ Paths (every one through :class:`~namm_suite.evolution.fitness.FitnessEvaluator`
 - ``metric fp32``: the task metric of the greedy answer (the spec's fitness, sampled decoding), fp32;
 - ``likelihood fp32``: the teacher-forced answer likelihood (one pass, no decoding), fp32;
 - ``likelihood bf16``: the same with the model in bfloat16;
-- ``likelihood bf16 batched``: the members evaluated together, one batch row (and one θ) per member.
+- ``likelihood bf16 batched``: the members evaluated together, one batch row (and one θ) per member, the
+  prompt before the first eviction computed once for all of them (``MemoryManager(rows=R)``).
 
 Members are the shipped NAMM's θ plus CMA-ES-sized noise (σ = 0.065), with its μ, v. CPU seconds are this
 process's (``time.process_time``), so a busy machine slows the wall clock, not the measure; run with
