@@ -126,6 +126,9 @@ class LanguageAdapter:
         gives each row's ``mean_kept``."""
         context, question = self.encode_parts(episode.inputs, episode.inputs.get("chat", True))
         answer = episode.references[0] if answer is None else answer
+        cue = episode.inputs.get("cue") or ""
+        if cue and not cue[-1].isspace():  # after "Answer:" the model's answer starts with a space
+            answer = " " + answer.lstrip()
         target = self.tokenizer(answer, add_special_tokens=False, return_tensors="pt").input_ids.to(context.device)
         if target.shape[1] == 0:
             raise ValueError(f"episode {episode.episode_id!r}: the answer {answer!r} has no tokens")
