@@ -84,3 +84,14 @@ def test_config_rejects_unknown_fitness_and_bad_fraction():
         EvolutionConfig(stages=[Stage("s", ["passkey"], 1)], fitness="bleu")
     with pytest.raises(ValueError, match="budget_fraction"):
         EvolutionConfig(stages=[Stage("s", ["passkey"], 1)], budget_fraction=1.5)
+    with pytest.raises(ValueError, match="protocol"):
+        EvolutionConfig(stages=[Stage("s", ["passkey"], 1)], protocol="one-shot")
+
+
+def test_episodes_are_read_under_the_configured_protocol():
+    config = EvolutionConfig(stages=[Stage("s", ["passkey"], 1)], protocol="query-aware", evict="once",
+                             budget_fraction=0.25)
+    evaluator = FitnessEvaluator.__new__(FitnessEvaluator)  # no model needed to build the schedule
+    evaluator.config = config
+    memory = evaluator.memory(create_policy("namm"))
+    assert (memory.protocol, memory.evict, memory.budget_fraction) == ("query-aware", "once", 0.25)

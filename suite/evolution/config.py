@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from ..device import placement
+from ..manager import PROTOCOLS
 
 
 @dataclass
@@ -44,6 +45,8 @@ class EvolutionConfig:
             cap, the NAMM sizes its own cache). Trains the scorer's ranking at a fixed memory.
         init: a NAMM checkpoint whose θ is the initial search mean m0 (and whose μ, v are used instead of
             measuring them); None starts from θ = 0 as the spec does.
+        protocol / evict: how each episode's prompt is read (``MemoryConfig.protocol`` / ``evict``; see
+            docs/protocols.md): the NAMM paper's ``scheduled`` by default.
         batch_members: population members evaluated together, one batch row each with its own θ, on the
             same episodes (``fitness: likelihood``; 1 = one member at a time). Pays on a GPU; on a CPU,
             prefill is compute-bound and batching gains little (benchmarks/fitness_throughput.py).
@@ -75,6 +78,8 @@ class EvolutionConfig:
     budget_fraction: float | None = None
     init: str | None = None
     batch_members: int = 1
+    protocol: str = "scheduled"
+    evict: str = "schedule"
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, list) or not all(isinstance(s, (Stage, dict)) for s in self.stages):
@@ -101,6 +106,7 @@ class EvolutionConfig:
             "fitness": self.fitness in ("likelihood", "metric"),
             "budget_fraction": self.budget_fraction is None or 0 < self.budget_fraction <= 1,
             "batch_members": self.batch_members >= 1,
+            "protocol": self.protocol in PROTOCOLS, "evict": self.evict in ("schedule", "once"),
         }
         for name, ok in checks.items():
             if not ok:

@@ -70,7 +70,8 @@ class FitnessEvaluator:
         """The schedule of every episode; a policy that reads attention (the NAMM) is capped at
         ``budget_fraction`` of each prompt when the config asks for it."""
         fraction = self.config.budget_fraction if policy.needs_attention else None
-        return MemoryConfig(update_every=self.config.update_every, budget_fraction=fraction)
+        return MemoryConfig(update_every=self.config.update_every, budget_fraction=fraction,
+                            protocol=self.config.protocol, evict=self.config.evict)
 
     def full(self, episode) -> EpisodeResult:
         """The base model's full-cache result on ``episode``."""
