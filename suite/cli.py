@@ -262,7 +262,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"results file not found: {path}")
-    report = write_report(paths, Path(args.out), title=args.title, axis=args.axis)
+    report = write_report(paths, Path(args.out), title=args.title, axis=args.axis, spread=args.spread)
     for written in report.paths:
         print(f"wrote {written}")
     if report.failed:
@@ -423,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--title", default=None, help="report title (default: 'Score vs cache size')")
     report.add_argument("--axis", choices=["tokens", "fraction"], default="tokens",
                         help="figures' x axis: mean tokens kept per head, or the %% of the context kept")
+    report.add_argument("--spread", choices=["se", "ci95"], default="se",
+                        help="± in the tables: standard error, or the 95%% confidence interval (Student's t)")
     report.set_defaults(func=cmd_report)
 
     evolve = command("evolve", help="evolve a NAMM with CMA-ES (resumes from OUT/state.pkl)")

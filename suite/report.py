@@ -20,6 +20,20 @@ from .results import ResultsError, read_rows, write_text_atomic
 OWN = "own"  # column of policies that choose their own cache size (full, threshold NAMM)
 
 
+#: two-sided 95% quantiles of Student's t by degrees of freedom; between entries the smaller df's (wider).
+_T95 = ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (6, 2.447), (7, 2.365), (8, 2.306),
+        (9, 2.262), (10, 2.228), (12, 2.179), (15, 2.131), (20, 2.086), (25, 2.060), (30, 2.042), (40, 2.021),
+        (60, 2.000), (120, 1.980))
+SPREADS = {"se": "standard error", "ci95": "95% confidence interval (Student's t)"}
+
+
+def t95(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (1.96 beyond 120; 0 for df < 1)."""
+    if df < 1:
+        return 0.0
+    return next((t for d, t in reversed(_T95) if d <= df), 12.706) if df <= 120 else 1.960
+
+
 @dataclass
 class Cell:
     """Aggregate of one (task, policy, cache size) cell over episodes and seeds."""
@@ -40,6 +54,16 @@ class Cell:
             return 0.0
         var = sum((s - self.mean) ** 2 for s in self.scores) / (n - 1)
         return math.sqrt(var / n)
+
+    @property
+    def ci95(self) -> float:
+        """Half-width of the two-sided 95% confidence interval of the mean (Student's t, n − 1 degrees of
+        freedom; 0 for a single episode)."""
+        return t95(len(self.scores) - 1) * self.stderr
+
+    def spread(self, kind: str) -> float:
+        """``"se"``: the standard error; ``"ci95"``: the 95% confidence half-width."""
+        return self.ci95 if kind == "ci95" else self.stderr
 
     @property
     def mean_kept(self) -> float:
@@ -102,9 +126,9 @@ def aggregate(rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str]
     return dict(cells)
 
 
-def markdown_table(task: str, cells: dict[tuple[str, int | None], Cell]) -> str:
+def markdown_table(task: str, cells: dict[tuple[str, int | None], Cell], spread: str = "se") -> str:
     """Rows = policies, columns = cache sizes (+ "own" for self-sized policies); each cell shows
-    mean ± standard error, % of the full cache, and the mean tokens kept per head."""
+    mean ± ``spread`` (see :data:`SPREADS`), % of the full cache, and the mean tokens kept per head."""
     sizes = sorted({size for _, size in cells if size is not None}, key=_size_order)
     columns: list[int | None] = sizes + ([None] if any(size is None for _, size in cells) else [])
     policies = sorted({policy for policy, _ in cells}, key=lambda p: (p != "full", p))
@@ -122,7 +146,7 @@ def markdown_table(task: str, cells: dict[tuple[str, int | None], Cell]) -> str:
             relative = f", {100 * cell.mean / full.mean:.0f}% of full" if full and full.mean > 0 else ""
             at_answer = "" if cell.mean_answer_kept is None else (
                 f" mean, {cell.mean_answer_kept:.0f} at the answer, {100 * cell.mean_fraction:.0f}% of context")
-            parts.append(f"{cell.mean:.3f} ± {cell.stderr:.3f}{relative} (kept {cell.mean_kept:.0f}"
+            parts.append(f"{cell.mean:.3f} ± {cell.spread(spread):.3f}{relative} (kept {cell.mean_kept:.0f}"
                          f"{at_answer}, n={len(cell.scores)})")
         lines.append(f"| {policy} | " + " | ".join(parts) + " |")
     return "\n".join(lines) + "\n"
@@ -213,12 +237,15 @@ def prompt_length(rows: list[dict[str, Any]]) -> str:
     return f"{', '.join(map(str, lengths))} tokens"
 
 
-def write_report(results: list[Path], out: Path, title: str | None = None, axis: str = "tokens") -> Report:
+def write_report(results: list[Path], out: Path, title: str | None = None, axis: str = "tokens",
+                 spread: str = "se") -> Report:
     """Write ``out`` (.md) with one table per task and protocol, the failed cells, and ``out`` stem +
     ``_<task>[_<protocol>].png`` figures (one figure named ``out.png`` when there is a single table).
     ``axis``: the figures' x axis, ``tokens`` (mean kept per head) or ``fraction`` (% of the context kept)."""
     if axis not in ("tokens", "fraction"):
         raise ValueError(f"axis must be 'tokens' or 'fraction', got {axis!r}")
+    if spread not in SPREADS:
+        raise ValueError(f"spread must be one of {sorted(SPREADS)}, got {spread!r}")
     rows = latest_per_key([row for path in results for row in _sweep_rows(path)])
     if not rows:
         raise ValueError(f"no result rows in {', '.join(map(str, results))}")
@@ -230,7 +257,7 @@ def write_report(results: list[Path], out: Path, title: str | None = None, axis:
     first = rows[0]
     text = [f"# {title or 'Score vs cache size'}", "",
             (f"Model {', '.join(models)}; memory update every {first.get('update_every')} tokens; "
-            f"prompt length {prompt_length(ok or rows)}. Cells: mean score ± standard error over episodes "
+            f"prompt length {prompt_length(ok or rows)}. Cells: mean score ± {SPREADS[spread]} over episodes "
             f"and seeds, % of the full cache, tokens kept per KV head: the mean over the whole episode "
             f"(time-averaged) and, for rows that record it, the keys held when the first answer token is read "
             f"and the share of the context kept. Generated by `namm report` "
@@ -250,7 +277,7 @@ def write_report(results: list[Path], out: Path, title: str | None = None, axis:
                     f"{prompt_length(task_rows)}, n={n} episodes per point")
         plot(task, cells[task], figure, metric=task_rows[0].get("metric") or "score", subtitle=subtitle, axis=axis)
         written.append(figure)
-        text += [markdown_table(task, cells[task]), f"![{task}]({figure.name})", ""]
+        text += [markdown_table(task, cells[task], spread), f"![{task}]({figure.name})", ""]
     if failures:
         text.append(failures_table(failures))
     write_text_atomic(out, "\n".join(text))

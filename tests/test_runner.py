@@ -126,3 +126,18 @@ def test_stderr_golden():
     assert cell.mean == 0.75
     assert cell.stderr == pytest.approx(0.25)  # sd = 0.5 (ddof 1), / sqrt(4)
     assert json.dumps(cell.mean) == "0.75"
+
+
+def test_ci95_golden_and_report_spread(tmp_path):
+    from namm_suite.report import Cell, t95
+
+    cell = Cell([1.0, 0.0, 1.0, 1.0], [1, 1, 1, 1])
+    assert cell.ci95 == pytest.approx(3.182 * 0.25)  # t(0.975, df=3) × standard error
+    assert t95(49) == 2.021 and t95(200) == 1.96 and t95(0) == 0.0
+    assert Cell([0.5], [1]).ci95 == 0.0
+    out = tmp_path / "r.jsonl"
+    run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter())
+    write_report([out], tmp_path / "ci.md", spread="ci95")
+    assert "95% confidence interval" in (tmp_path / "ci.md").read_text()
+    with pytest.raises(ValueError, match="spread"):
+        write_report([out], tmp_path / "bad.md", spread="iqr")
