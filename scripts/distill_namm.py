@@ -1,7 +1,7 @@
 """Fit a NAMM's scorer to future attention on training episodes: the warm start of the evolution.
 
-    python scripts/distill_namm.py --out runs/distill --episodes 8 --length 1024 \
-        --keep 0.3 --checkpoint checkpoints/namm_smollm2_init
+    python scripts/distill_namm.py --out runs/distill --episodes 10 --heldout 5 --length 1024 \
+        --steps 12000 --keep 0.5 --checkpoint checkpoints/namm_smollm2_v2
 
 Records (resumable: one file per episode under ``--out``), fits θ (suite/evolution/distill.py), reports the
 ranking quality on held-out episodes beside simple scorers, calibrates the threshold and writes a NAMM

@@ -69,11 +69,11 @@ class _RecordingManager(MemoryManager):
 
     def __init__(self, policy, config) -> None:
         super().__init__(policy, config)
-        self.rows: dict[int, list[torch.Tensor]] = {}
+        self.recorded: dict[int, list[torch.Tensor]] = {}
 
     def record_attention(self, layer, probs: torch.Tensor) -> None:
         super().record_attention(layer, probs)
-        self.rows.setdefault(layer.layer_idx, []).append(probs.float().mean(2)[0].to(torch.float16))
+        self.recorded.setdefault(layer.layer_idx, []).append(probs.float().mean(2)[0].to(torch.float16))
 
 
 @torch.no_grad()
@@ -92,7 +92,7 @@ def record_episode(adapter, episode, mu: torch.Tensor, var: torch.Tensor, update
     total, n_prompt = prompt.shape[1] + answer.shape[1], prompt.shape[1]
     rng = random.Random(seed)
     records = []
-    for layer, chunks in manager.rows.items():
+    for layer, chunks in manager.recorded.items():
         rows = torch.zeros(chunks[0].shape[0], total, total)  # [H, query, key], queries in position order
         start = 0
         for chunk in chunks:
@@ -151,7 +151,8 @@ def fit_scorer(records: list[UpdateRecord], config: FitConfig, params: BamParams
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        value = float(loss.detach())
+        running = value if running is None else 0.98 * running + 0.02 * value
         if step % config.log_every == 0:
             config.history.append((step, running))
             logger.info("fit step %d loss %.4f", step, running)
@@ -175,10 +176,14 @@ def ranking_quality(records: list[UpdateRecord], scores_of, share: float = 0.25)
 
 
 @torch.no_grad()
-def calibrate_threshold(params: BamParams, records: list[UpdateRecord], keep: float) -> float:
-    """Set b_c so that a share ``keep`` of the recorded tokens score ≥ 0; returns the shift applied."""
+def calibrate_threshold(params: BamParams, records: list[UpdateRecord], keep: float,
+                        max_scores: int = 4_000_000) -> float:
+    """Set b_c so that a share ``keep`` of the recorded tokens score ≥ 0 (estimated on a fixed random sample
+    of at most ``max_scores`` scores); returns the shift applied."""
     scores = torch.cat([bam_scores(r.features.float(), torch.ones(r.features.shape[:-1], dtype=torch.bool),
                                    params).flatten() for r in records])
+    if scores.numel() > max_scores:
+        scores = scores[torch.randperm(scores.numel(), generator=torch.Generator().manual_seed(0))[:max_scores]]
     shift = -float(torch.quantile(scores, 1.0 - keep))
     params.b_c += shift
     return shift
