@@ -32,6 +32,7 @@ from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
 from namm_suite.attention import ATTN_IMPLEMENTATION
 from namm_suite.manager import MemoryManager, MemoryStats
+from namm_suite.policies import POLICIES, REFERENCE
 from namm_suite.shipped import CHECKPOINTS
 from namm_suite.tasks.base import Episode
 
@@ -203,9 +204,9 @@ class DecisionAdapter:
         if env_id != self.meta.env_id:
             raise ValueError(f"this DT was trained on {self.meta.env_id}; task {episode.task!r} runs {env_id}: "
                              f"give --model a DT trained on {env_id}")
-        if self.protocol == "window" and policy != "full":
+        if self.protocol == "window" and POLICIES.get(policy).holds_memory:
             raise ValueError("the window protocol re-encodes K steps and takes no memory policy: run it with "
-                             f"policy 'full', not {policy!r}")
+                             f"policy {REFERENCE!r}, not {policy!r}")
         states = gym.make(env_id).observation_space.shape[0]
         sizes = {"the model's state_dim": self.model.config.state_dim, "dt_meta.json state_mean": len(self.mean)}
         wrong = {name: size for name, size in sizes.items() if size != states}

@@ -41,8 +41,8 @@ from tqdm import tqdm
 
 from namm_suite.attention import ATTN_IMPLEMENTATION
 from namm_suite.device import DTYPES, resolve_device
-from namm_suite.manager import MemoryConfig, MemoryManager, MemoryStats
-from namm_suite.policies import POLICIES, create_policy
+from namm_suite.manager import MemoryManager, MemoryStats
+from namm_suite.policies import POLICIES, PolicySpec
 from namm_suite.registry import UnknownNameError
 
 from .models import resolve_model
@@ -79,21 +79,27 @@ class MemoryArgs:
         self.update_every = _positive_int("update_every", self.update_every)
         if self.needs_budget and self.cache_size is None:
             raise ValueError(f"namm model_args: policy={self.policy} needs cache_size=N (tokens per KV head)")
-        if self.policy != "namm" and (self.namm_checkpoint is not None or self.selection != "kappa"):
-            raise ValueError("namm model_args: namm_checkpoint and selection only apply to policy=namm")
+        if (self.namm_checkpoint is not None or self.selection != "kappa") and not _takes_namm_fields(self.policy):
+            owners = "/".join(name for name in POLICIES.names() if _takes_namm_fields(name))
+            raise ValueError(f"namm model_args: namm_checkpoint and selection only apply to policy={owners}")
+
+    @property
+    def _spec(self) -> PolicySpec:
+        return PolicySpec(self.policy)
 
     @property
     def needs_budget(self) -> bool:
-        return POLICIES.get(self.policy).uses_budget
+        return self._spec.policy_class().budget_rule == "required"
 
     def build_manager(self) -> MemoryManager:
         """A fresh manager for these settings."""
-        options: dict[str, Any] = {}
-        if self.policy == "namm":
-            options = {"checkpoint": self.namm_checkpoint, "selection": self.selection}
-        budget = self.cache_size if self.needs_budget or self.policy == "namm" else None
-        return MemoryManager(create_policy(self.policy, **options),
-                             MemoryConfig(update_every=self.update_every, budget=budget))
+        return self._spec.build_manager(self.update_every, self.cache_size, checkpoint=self.namm_checkpoint,
+                                        selection=self.selection)
+
+
+def _takes_namm_fields(policy: str) -> bool:
+    """Whether ``policy`` has the ``checkpoint`` and ``selection`` fields that namm_checkpoint/selection fill."""
+    return {"checkpoint", "selection"} <= set(PolicySpec(policy).resolved({"checkpoint": None, "selection": None}))
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -93,7 +93,10 @@ def _namm_checkpoint(value: str) -> str | None:
 
 
 def _add_memory_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", default="full", help="memory policy name (see `namm policies`)")
+    from .policies import REFERENCE
+
+    parser.add_argument("--policy", default=REFERENCE, help="memory policy name or NAME:KEY=VALUE,... (see `namm "
+                        "policies`)")
     parser.add_argument("--cache-size", type=_positive, default=None,
                         help="tokens kept per KV head at each memory update (a cap for the NAMM; needed by "
                         "budgeted policies)")
@@ -127,16 +130,10 @@ def _load_include_paths(args: argparse.Namespace) -> None:
 
 def build_manager(args: argparse.Namespace):
     """A MemoryManager from the memory arguments of ``namm generate``/``namm demo``."""
-    from .manager import MemoryConfig, MemoryManager
-    from .policies import POLICIES, create_policy
+    from .policies import PolicySpec
 
-    options = {}
-    if args.policy == "namm":
-        options = {"checkpoint": args.namm_checkpoint, "selection": args.selection}
-    policy = create_policy(args.policy, **options)
-    policy.check_update_every(args.update_every)
-    budget = args.cache_size if POLICIES.get(args.policy).uses_budget or args.policy == "namm" else None
-    return MemoryManager(policy, MemoryConfig(update_every=args.update_every, budget=budget))
+    return PolicySpec.parse(args.policy, "--policy").build_manager(
+        args.update_every, args.cache_size, checkpoint=args.namm_checkpoint, selection=args.selection)
 
 
 def cmd_policies(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from .policies import POLICIES
+from .policies import POLICIES, REFERENCE
 from .report import policy_label
 from .results import read_rows
 from .runner import SweepConfig, run_sweep
@@ -109,7 +109,7 @@ def _sweeps(modality: Modality, runs_dir: Path, namm_checkpoint: str, console: C
     rows = read_rows(out)
     if modality.reference_adapter:
         ref_out = runs_dir / f"{modality.name}_{modality.reference_adapter}.jsonl"
-        run_sweep(modality.sweep(namm_checkpoint, modality.reference_adapter, ["full"]), ref_out, console=console)
+        run_sweep(modality.sweep(namm_checkpoint, modality.reference_adapter, [REFERENCE]), ref_out, console=console)
         rows += read_rows(ref_out)
     return rows
 

@@ -153,8 +153,7 @@ class MemoryManager:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
         self.rows = rows
-        if (policy.uses_budget and self.config.budget is None and self.config.budget_fraction is None
-                and policy.name != "full"):
+        if policy.uses_budget and self.config.budget is None and self.config.budget_fraction is None:
             raise ValueError(f"policy {policy.name!r} needs a cache budget (tokens per head)")
         self._attention: dict[int, RowBuffer] = {}
         self._acc = _Accumulator()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import save_figure_atomic
+from .policies.spec import REFERENCE, default_label, is_reference
 from .results import ResultsError, read_rows, write_text_atomic
 
 OWN = "own"  # column of policies that choose their own cache size (full, threshold NAMM)
@@ -91,13 +92,9 @@ def _size_order(size: int | str) -> tuple[bool, float]:
 
 
 def policy_label(row: dict[str, Any]) -> str:
-    """The policy's name in tables; NAMM rows also name their rule and checkpoint (θ = 0 without one)."""
-    if row["policy"] != "namm":
-        return row["policy"]
-    options = row.get("policy_options") or {}
-    checkpoint = options.get("checkpoint")
-    label = "namm-threshold" if options.get("selection") == "threshold" else "namm"
-    return f"{label} [{Path(checkpoint).name if checkpoint else 'θ=0'}]"
+    """The policy's name in tables: the row's ``label`` (a sweep's named variant), else
+    :func:`~namm_suite.policies.default_label` (NAMM rows name their rule and checkpoint, θ = 0 without one)."""
+    return row.get("label") or default_label(row["policy"], row.get("policy_options") or {})
 
 
 def latest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -131,8 +128,8 @@ def markdown_table(task: str, cells: dict[tuple[str, int | None], Cell], spread:
     mean ± ``spread`` (see :data:`SPREADS`), % of the full cache, and the mean tokens kept per head."""
     sizes = sorted({size for _, size in cells if size is not None}, key=_size_order)
     columns: list[int | None] = sizes + ([None] if any(size is None for _, size in cells) else [])
-    policies = sorted({policy for policy, _ in cells}, key=lambda p: (p != "full", p))
-    full = cells.get(("full", None))
+    policies = sorted({policy for policy, _ in cells}, key=lambda p: (not is_reference(p), p))
+    full = cells.get((REFERENCE, None))
     header = "| policy | " + " | ".join(
         OWN if c is None else f"{c} of context" if isinstance(c, str) else f"{c} tokens/head" for c in columns) + " |"
     lines = [f"### {task}", "", header, "|---" * (len(columns) + 1) + "|"]
@@ -164,6 +161,7 @@ def plot(task: str, cells: dict[tuple[str, int | None], Cell], path: Path, metri
 
     fig, ax = plt.subplots(figsize=(8.0, 4.4), dpi=110)
     by_policy: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    self_sized = {policy for policy, size in cells if size is None}
     for (policy, size), cell in cells.items():
         x = cell.mean_kept if axis == "tokens" else 100 * (cell.mean_fraction or 0.0)
         by_policy[policy].append((x, cell.mean, cell.stderr))
@@ -171,10 +169,10 @@ def plot(task: str, cells: dict[tuple[str, int | None], Cell], path: Path, metri
     for index, policy in enumerate(sorted(by_policy)):
         points = sorted(by_policy[policy])
         xs, ys, es = zip(*points, strict=True)
-        if policy == "full":
-            ax.axhline(ys[0], color="black", linestyle="--", linewidth=1, label=f"full ({xs[0]:.0f} kept)")
+        if is_reference(policy):
+            ax.axhline(ys[0], color="black", linestyle="--", linewidth=1, label=f"{policy} ({xs[0]:.0f} kept)")
             continue
-        style = "*" if policy.startswith("namm") and len(points) == 1 else "o-"
+        style = "*" if policy in self_sized and len(points) == 1 else "o-"
         ax.errorbar(xs, ys, yerr=es, fmt=style, capsize=2, markersize=9 if style == "*" else 4, label=policy,
                     color=colours[index % len(colours)])
     ax.set_xlabel("mean tokens kept per KV head" if axis == "tokens" else "% of the context kept per KV head")

@@ -35,7 +35,7 @@ from rich.progress import (
 
 from .device import placement, resolve_device
 from .manager import MemoryConfig, MemoryManager
-from .policies import POLICIES, create_policy
+from .policies import PolicySpec, create_policy
 from .provenance import provenance
 from .results import append_row, check_writable, read_rows, sweep_lock
 from .shipped import portable_path
@@ -49,12 +49,15 @@ class SweepConfig:
 
     Attributes:
         adapter / model: registered adapter name and model (embedded name or local path).
-        tasks / policies: registered names. ``cache_sizes``: tokens per KV head for budgeted policies
-            (``full`` runs once; ``namm`` runs once at its own threshold, plus at every cache size as a cap
-            when ``namm_cap`` is set).
+        tasks: registered names. policies: policy specs (:class:`~namm_suite.policies.PolicySpec`: a name,
+            ``NAME:KEY=VALUE,...`` or a mapping), so one sweep can hold several variants of a policy.
+            ``cache_sizes``: tokens per KV head for policies whose budget rule is ``required``; a policy
+            with rule ``none`` (the full cache) runs once, one with rule ``cap`` (the NAMM) once at its own
+            size, plus at every cache size as a cap when ``namm_cap`` is set.
         seeds: episode-generation seeds (also the random policy's seed).
         limit: episodes per task and seed. length: target prompt tokens (synthetic) or window (loaders).
-        update_every: memory schedule; ``namm_checkpoint`` / ``selection``: NAMM settings.
+        update_every: memory schedule; ``namm_checkpoint`` / ``selection``: the NAMM's ``checkpoint`` and
+            ``selection`` fields, where a policy spec does not set them.
         data_path: local data for loader tasks; task_options: extra task parameters.
         device / dtype: where the model runs (``auto``/``cpu``/``cuda``; ``fp32``/``bf16``/``fp16``, see
             :mod:`namm_suite.device`); rows record the resolved device and the dtype.
@@ -71,7 +74,7 @@ class SweepConfig:
     """
 
     tasks: list[str]
-    policies: list[str]
+    policies: list[str | dict[str, Any]]
     cache_sizes: list[int | str] = field(default_factory=list)
     adapter: str = "language"
     model: str = "smollm2-135m"
@@ -99,8 +102,9 @@ class SweepConfig:
 
         for name in self.tasks:
             with_options(TASKS.get(name)(), self.task_options)  # unknown options and bad values are named
-        for name in self.policies:
-            POLICIES.get(name).check_update_every(self.update_every)
+        specs = self.specs
+        for spec in specs:
+            spec.policy_class().check_update_every(self.update_every)
         for seed in self.seeds:
             if int(seed) < 0:
                 raise ValueError(f"seeds must be >= 0, got {seed}")
@@ -113,11 +117,18 @@ class SweepConfig:
             raise ValueError(f"chat_template must be one of {', '.join(CHAT_TEMPLATES)}, got {self.chat_template!r}")
         if self.max_new_tokens is not None and self.max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
-        for name, options in self.policy_options.items():
-            if name not in self.policies:
+        for name in self.policy_options:
+            if name not in {spec.name for spec in specs}:
                 raise ValueError(f"policy_options names policy {name!r}, which the sweep does not run")
-            create_policy(name, **{**RunSpec(name, None).options(self, 0), **options})  # bad fields are named
-        if any(POLICIES.get(p).uses_budget for p in self.policies) and not self.cache_sizes:
+        seen: dict[str, PolicySpec] = {}
+        for spec in specs:  # bad fields and a bad checkpoint are named before any episode runs
+            options = RunSpec(spec, None).options(self, 0)
+            create_policy(spec.name, **options)
+            twin = seen.setdefault(spec.title(options), spec)
+            if twin is not spec:
+                raise ValueError(f"policies {twin} and {spec} would share the label {spec.title(options)!r} in "
+                                 "reports: give one of them label=NAME")
+        if any(spec.policy_class().budget_rule == "required" for spec in specs) and not self.cache_sizes:
             raise ValueError("budgeted policies need at least one --cache-size")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"limit must be > 0, got {self.limit}")
@@ -126,24 +137,31 @@ class SweepConfig:
         if self.length <= 0:
             raise ValueError(f"length must be > 0 tokens, got {self.length}")
         MemoryConfig(update_every=self.update_every, protocol=self.protocol, evict=self.evict)  # validates them
-        if "namm" in self.policies:  # a bad checkpoint is refused before any episode runs
-            create_policy("namm", checkpoint=self.namm_checkpoint, selection=self.selection)
+
+    @property
+    def specs(self) -> list[PolicySpec]:
+        """``policies`` as :class:`PolicySpec` (the field keeps what was given: rows record it as is)."""
+        return [PolicySpec.parse(value, f"policies[{index}]") for index, value in enumerate(self.policies)]
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """One (policy, cache size) cell of the sweep."""
 
-    policy: str
+    spec: PolicySpec
     cache_size: int | str | None
 
+    @property
+    def policy(self) -> str:
+        """The registered policy name (the rows' ``policy`` field)."""
+        return self.spec.name
+
     def options(self, config: SweepConfig, seed: int) -> dict[str, Any]:
-        own = config.policy_options.get(self.policy, {})
-        if self.policy == "namm":
-            return {"checkpoint": config.namm_checkpoint, "selection": config.selection, **own}
-        if self.policy == "random":
-            return {"seed": seed, **own}
-        return dict(own)
+        """The policy's fields: the sweep's ``namm_checkpoint``/``selection`` and the episode seed for the
+        policies with such fields (the NAMM's ``checkpoint``/``selection``, the random policy's ``seed``),
+        then the spec's options, then ``policy_options``."""
+        defaults = {"checkpoint": config.namm_checkpoint, "selection": config.selection, "seed": seed}
+        return {**self.spec.resolved(defaults), **config.policy_options.get(self.policy, {})}
 
     def memory_config(self, config: SweepConfig) -> MemoryConfig:
         """The cell's memory schedule: its budget (absolute or relative) and the sweep's protocol."""
@@ -175,15 +193,16 @@ def parse_cache_size(value: int | str) -> tuple[int | str, float | None]:
 
 def expand(config: SweepConfig) -> list[RunSpec]:
     """The (policy, cache size) cells of a sweep, in a stable order."""
-    specs = []
-    for name in config.policies:
-        if POLICIES.get(name).uses_budget:
-            specs.extend(RunSpec(name, size) for size in config.cache_sizes)
+    cells = []
+    for spec in config.specs:
+        rule = spec.policy_class().budget_rule
+        if rule == "required":
+            cells.extend(RunSpec(spec, size) for size in config.cache_sizes)
         else:
-            specs.append(RunSpec(name, None))
-            if name == "namm" and config.namm_cap:
-                specs.extend(RunSpec(name, size) for size in config.cache_sizes)
-    return specs
+            cells.append(RunSpec(spec, None))
+            if rule == "cap" and config.namm_cap:
+                cells.extend(RunSpec(spec, size) for size in config.cache_sizes)
+    return cells
 
 
 def checkpoint_digest(checkpoint: str | None) -> str | None:
@@ -215,6 +234,8 @@ def row_key(config: SweepConfig, spec: RunSpec, task, seed: int, episode_id: str
     }
     if task.version != 1:
         parts["task_version"] = task.version
+    if spec.spec.label:  # a labelled variant is its own cell; unlabelled rows keep their keys
+        parts["label"] = spec.spec.label
     parts.update(placement(config.device, config.dtype))  # empty on cpu/fp32: older rows keep resuming
     parts.update({name: value for name, value in prompt_settings(config).items()  # defaults stay out, so
                   if value != SWEEP_DEFAULTS[name]})  # rows written before these settings existed keep resuming
@@ -335,8 +356,9 @@ def _plan(config: SweepConfig, adapter) -> tuple[list[str], list[tuple]]:
 
 
 def cell_name(spec: RunSpec) -> str:
-    """``h2o@128`` (policy @ tokens per head) or ``full`` for self-sized policies."""
-    return spec.policy if spec.cache_size is None else f"{spec.policy}@{spec.cache_size}"
+    """``h2o@128`` (policy spec or its label @ tokens per head) or ``full`` for self-sized policies."""
+    name = spec.spec.label or str(spec.spec)
+    return name if spec.cache_size is None else f"{name}@{spec.cache_size}"
 
 
 class _Reporter:
@@ -390,6 +412,7 @@ def _run_one(config: SweepConfig, adapter, task, seed: int, episode, spec: RunSp
     episode = apply_prompt_settings(config, episode)
     row: dict[str, Any] = {
         "task": task.name, "adapter": config.adapter, "model": config.model, "policy": spec.policy,
+        **({"label": spec.spec.label} if spec.spec.label else {}),
         "cache_size": spec.cache_size, "seed": seed, "episode_id": episode.episode_id,
         "length": config.length, "update_every": config.update_every, "metric": task.metric,
         "policy_options": {**options, **({"checkpoint": portable_path(options["checkpoint"])}

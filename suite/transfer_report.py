@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import save_figure_atomic
+from .policies.spec import REFERENCE as FULL
+from .policies.spec import is_learned
 from .report import OWN, aggregate, policy_label
 from .results import write_text_atomic
 
-FULL = "full"
 LEGEND_INCHES = 2.0  # figure width kept right of the panels for the legend
 
 
@@ -71,7 +72,7 @@ def format_cell(cell: TransferCell | None) -> str:
 def row_order(results: list[ModalityResult]) -> list[str]:
     """Policy labels in table order: full, the NAMM rows, then the rest alphabetically."""
     labels = {label for r in results for label, _ in r.cells}
-    first = [FULL] + sorted(label for label in labels if label.startswith("namm"))
+    first = [FULL] + sorted(label for label in labels if is_learned(label))
     return [x for x in first if x in labels] + sorted(labels - set(first))
 
 
@@ -115,7 +116,7 @@ def plot(results: list[ModalityResult], path: Path) -> None:
             own = r.cells.get((label, None))
             if points:
                 ax.plot(*zip(*points), "o-", color=colors[label], label=label,
-                        lw=2.2 if label.startswith("namm") else 1.2)
+                        lw=2.2 if is_learned(label) else 1.2)
             if own is not None:
                 ax.plot([own.kept], [own.percent], "*", ms=13, color=colors[label],
                         label=None if points else label)

@@ -1,19 +1,42 @@
-"""Memory policies, one file each, registered by name in :data:`POLICIES`."""
+"""Memory policies, one file each, registered by name in :data:`POLICIES`.
 
-from . import full, h2o, keynorm, namm, random, snapkv, streaming, tova  # noqa: F401  (registration)
-from .base import POLICIES, MemoryPolicy, PolicyView, ScoredPolicy, keep_top_k, register_policy
+Importing the package loads no torch: :class:`PolicySpec` is plain data, and the registry and the policy
+classes (``base``) load on first use; the built-in policies register on the first lookup.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .spec import BUDGET_RULES, LEARNED, REFERENCE, PolicySpec, default_label, is_learned, is_reference
+
+_FROM_BASE = ("POLICIES", "MemoryPolicy", "PolicyView", "ScoredPolicy", "keep_top_k", "register_policy")
 
 __all__ = [
+    "BUDGET_RULES",
+    "LEARNED",
     "POLICIES",
+    "REFERENCE",
     "MemoryPolicy",
+    "PolicySpec",
     "PolicyView",
     "ScoredPolicy",
     "create_policy",
+    "default_label",
+    "is_learned",
+    "is_reference",
     "keep_top_k",
     "register_policy",
 ]
 
 
-def create_policy(name: str, **options) -> MemoryPolicy:
+def __getattr__(name: str) -> Any:
+    if name in _FROM_BASE:
+        return getattr(importlib.import_module(f"{__name__}.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def create_policy(name: str, **options) -> Any:
     """Instantiate the policy registered as ``name`` with its dataclass fields as keyword options."""
-    return POLICIES.get(name)(**options)
+    return PolicySpec(name).policy_class()(**options)

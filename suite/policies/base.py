@@ -13,8 +13,20 @@ from typing import ClassVar
 import torch
 
 from ..registry import Registry
+from .spec import BUDGET_RULES, BudgetRule
 
 POLICIES: Registry[type[MemoryPolicy]] = Registry("memory policy")
+MODULES = ("full", "h2o", "keynorm", "namm", "random", "snapkv", "streaming", "tova")
+
+
+def _register_builtin() -> None:
+    import importlib
+
+    for module in MODULES:  # each registers its policy class when imported
+        importlib.import_module(f"{__package__}.{module}")
+
+
+POLICIES.add_loader(_register_builtin)
 
 
 def register_policy(name: str):
@@ -71,7 +83,12 @@ class MemoryPolicy(ABC):
         attention_rows: how many of the most recent attention rows the policy needs (``None`` = all rows
             since the previous update). Fewer rows means less memory held between updates.
         token_state: names and trailing shapes of per-token state tensors the cache must carry.
-        uses_budget: False for threshold policies that decide their own cache size.
+        budget_rule: ``"required"`` (a cache size is needed), ``"cap"`` (the policy sizes its own cache and
+            a cache size, when given, caps it) or ``"none"`` (no cache size applies); see
+            :mod:`~namm_suite.policies.spec`. ``uses_budget`` (derived: the rule is ``required``) tells
+            the manager that ``select`` keeps exactly ``view.budget`` tokens.
+        holds_memory: False for a policy that never evicts (the full cache), which a protocol with no
+            memory (the Decision Transformer's K-step window) still runs.
         update_multiple: ``update_every`` must be a multiple of it (the NAMM's STFT hop: 16).
     """
 
@@ -79,8 +96,21 @@ class MemoryPolicy(ABC):
     needs_attention: bool = False
     attention_rows: int | None = None
     token_state: ClassVar[dict[str, tuple[int, ...]]] = {}
-    uses_budget: bool = True
+    budget_rule: ClassVar[BudgetRule] = "required"
+    uses_budget: ClassVar[bool] = True
+    holds_memory: ClassVar[bool] = True
     update_multiple: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Keep ``budget_rule`` and ``uses_budget`` in step, whichever of the two a subclass declares."""
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "budget_rule" in own:
+            if cls.budget_rule not in BUDGET_RULES:
+                raise ValueError(f"{cls.__name__}.budget_rule must be one of {BUDGET_RULES}, got {cls.budget_rule!r}")
+            cls.uses_budget = cls.budget_rule == "required"
+        elif "uses_budget" in own:
+            cls.budget_rule = "required" if cls.uses_budget else "none"
 
     @classmethod
     def check_update_every(cls, update_every: int) -> None:

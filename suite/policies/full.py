@@ -7,14 +7,16 @@ from dataclasses import dataclass
 import torch
 
 from .base import MemoryPolicy, PolicyView, register_policy
+from .spec import REFERENCE
 
 
-@register_policy("full")
+@register_policy(REFERENCE)
 @dataclass
 class FullPolicy(MemoryPolicy):
     """Keep every token (no eviction; the full-cache reference)."""
 
-    uses_budget = False
+    budget_rule = "none"
+    holds_memory = False
 
     def select(self, view: PolicyView) -> torch.Tensor:
         return view.valid.clone()

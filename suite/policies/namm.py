@@ -50,7 +50,7 @@ class NammPolicy(MemoryPolicy):
 
     needs_attention: ClassVar[bool] = True
     attention_rows: ClassVar[int | None] = None
-    uses_budget: ClassVar[bool] = False
+    budget_rule: ClassVar[str] = "cap"
     update_multiple: ClassVar[int] = HOP
     token_state: ClassVar[dict[str, tuple[int, ...]]] = {EMA_KEY: (N_BINS,), CONTEXT_KEY: (CONTEXT,)}
 
