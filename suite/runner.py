@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .device import placement, resolve_device
-from .manager import MemoryConfig, MemoryManager
+from .device import placement
+from .episode import CHAT_TEMPLATES, PROMPT_DEFAULTS, EpisodeSettings, parse_cache_size, run_episode
+from .manager import MemoryConfig
 from .policies import PolicySpec, create_policy
 from .provenance import provenance
 from .results import append_row, check_writable, read_rows, sweep_lock
@@ -138,6 +138,13 @@ class SweepConfig:
             raise ValueError(f"length must be > 0 tokens, got {self.length}")
         MemoryConfig(update_every=self.update_every, protocol=self.protocol, evict=self.evict)  # validates them
 
+    def settings(self, seed: int) -> EpisodeSettings:
+        """How this sweep runs each episode of ``seed``."""
+        return EpisodeSettings(
+            adapter=self.adapter, model=self.model, seed=seed, length=self.length, update_every=self.update_every,
+            protocol=self.protocol, evict=self.evict, max_new_tokens=self.max_new_tokens,
+            chat_template=self.chat_template, device=self.device, dtype=self.dtype, task_options=self.task_options)
+
     @property
     def specs(self) -> list[PolicySpec]:
         """``policies`` as :class:`PolicySpec` (the field keeps what was given: rows record it as is)."""
@@ -163,32 +170,9 @@ class RunSpec:
         defaults = {"checkpoint": config.namm_checkpoint, "selection": config.selection, "seed": seed}
         return {**self.spec.resolved(defaults), **config.policy_options.get(self.policy, {})}
 
-    def memory_config(self, config: SweepConfig) -> MemoryConfig:
-        """The cell's memory schedule: its budget (absolute or relative) and the sweep's protocol."""
-        fraction = parse_cache_size(self.cache_size)[1] if self.cache_size is not None else None
-        tokens = self.cache_size if fraction is None else None
-        return MemoryConfig(update_every=config.update_every, budget=tokens, budget_fraction=fraction,
-                            protocol=config.protocol, evict=config.evict)
-
-
-CHAT_TEMPLATES = ("auto", "chat", "none")
-
-
-def parse_cache_size(value: int | str) -> tuple[int | str, float | None]:
-    """A cache size as given (``128`` or ``"25%"``) -> ``(normalised value, fraction)``: ``(128, None)`` or
-    ``("25%", 0.25)``; a size that is neither a positive integer nor a percentage in (0, 100] raises."""
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            percent = float(text[:-1])
-            if 0 < percent <= 100:
-                return f"{percent:g}%", percent / 100
-        elif int(text) > 0:
-            return int(text), None
-    except ValueError:
-        pass
-    raise ValueError(f"cache size must be > 0 tokens per head or a percentage of the context in (0, 100] "
-                     f"like 25%, got {value!r}")
+    def resolved(self, config: SweepConfig, seed: int) -> PolicySpec:
+        """The cell's policy spec with every option filled in (:meth:`options`)."""
+        return PolicySpec(self.policy, self.options(config, seed), self.spec.label)
 
 
 def expand(config: SweepConfig) -> list[RunSpec]:
@@ -237,29 +221,9 @@ def row_key(config: SweepConfig, spec: RunSpec, task, seed: int, episode_id: str
     if spec.spec.label:  # a labelled variant is its own cell; unlabelled rows keep their keys
         parts["label"] = spec.spec.label
     parts.update(placement(config.device, config.dtype))  # empty on cpu/fp32: older rows keep resuming
-    parts.update({name: value for name, value in prompt_settings(config).items()  # defaults stay out, so
-                  if value != SWEEP_DEFAULTS[name]})  # rows written before these settings existed keep resuming
+    parts.update({name: value for name, value in config.settings(seed).prompt_settings().items()  # defaults
+                  if value != PROMPT_DEFAULTS[name]})  # stay out: rows written before these settings keep resuming
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def prompt_settings(config: SweepConfig) -> dict[str, Any]:
-    """How the sweep feeds prompts (recorded in every row): protocol, eviction, answer budget, template."""
-    return {name: getattr(config, name) for name in SWEEP_DEFAULTS}
-
-
-SWEEP_DEFAULTS = {"protocol": "scheduled", "evict": "schedule", "max_new_tokens": None, "chat_template": "auto"}
-
-
-def apply_prompt_settings(config: SweepConfig, episode):
-    """``episode`` with the sweep's answer budget and chat-template choice, where they override the task's."""
-    import dataclasses
-
-    changes: dict[str, Any] = {}
-    if config.max_new_tokens is not None:
-        changes["max_new_tokens"] = config.max_new_tokens
-    if config.chat_template != "auto" and "prompt" in episode.inputs:
-        changes["inputs"] = {**episode.inputs, "chat": config.chat_template == "chat"}
-    return dataclasses.replace(episode, **changes) if changes else episode
 
 
 @dataclass
@@ -312,7 +276,13 @@ def _run_locked(config: SweepConfig, out: Path, adapter, console: Console, retry
     with _Reporter(console, len(work), config) as reporter:
         for task, seed, episode, spec, key in work:
             reporter.start(task, spec)
-            row = {**_run_one(config, adapter, task, seed, episode, spec, log), "key": key, **base}
+            result = run_episode(adapter, task, episode, spec.resolved(config, seed), spec.cache_size,
+                                 config.settings(seed))
+            if result.traceback is not None:
+                with open(log, "a", encoding="utf-8") as handle:
+                    handle.write(f"--- {task.name} {cell_name(spec)} seed {seed} episode {episode.episode_id} "
+                                 f"({time.strftime('%Y-%m-%d %H:%M:%S')})\n{result.traceback}\n")
+            row = {**result.as_dict(), "key": key, **base}
             append_row(out, row)
             latest[key] = row
             reporter.finished(task, seed, episode, spec, row, log)
@@ -403,39 +373,3 @@ class _Reporter:
 
     def _line(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _run_one(config: SweepConfig, adapter, task, seed: int, episode, spec: RunSpec, log: Path) -> dict[str, Any]:
-    from .tasks.base import options_for
-
-    options = spec.options(config, seed)
-    episode = apply_prompt_settings(config, episode)
-    row: dict[str, Any] = {
-        "task": task.name, "adapter": config.adapter, "model": config.model, "policy": spec.policy,
-        **({"label": spec.spec.label} if spec.spec.label else {}),
-        "cache_size": spec.cache_size, "seed": seed, "episode_id": episode.episode_id,
-        "length": config.length, "update_every": config.update_every, "metric": task.metric,
-        "policy_options": {**options, **({"checkpoint": portable_path(options["checkpoint"])}
-                                         if "checkpoint" in options else {})},
-        "task_options": options_for(task.name, config.task_options), "episode_metadata": episode.metadata,
-        **prompt_settings(config), "max_new_tokens": episode.max_new_tokens,
-        "device": resolve_device(config.device), "dtype": config.dtype,
-    }
-    start = time.perf_counter()
-    try:
-        policy = create_policy(spec.policy, **options)
-        manager = MemoryManager(policy, spec.memory_config(config))
-        prediction = adapter.run(episode, manager)
-        score = task.score(prediction.output, episode)
-    except Exception as err:  # a failed episode is recorded and the sweep goes on
-        logger.info("episode %s failed", episode.episode_id, exc_info=True)  # the traceback with -v
-        with open(log, "a", encoding="utf-8") as handle:
-            handle.write(f"--- {task.name} {cell_name(spec)} seed {seed} episode {episode.episode_id} "
-                         f"({time.strftime('%Y-%m-%d %H:%M:%S')})\n{traceback.format_exc()}\n")
-        message = " ".join(str(err).split()) or type(err).__name__
-        return {**row, "status": "error", "error": f"{type(err).__name__}: {message}",
-                "wall_seconds": time.perf_counter() - start}
-    return {**row, "status": "ok", "score": score, "prediction": prediction.output,
-            "references": list(episode.references), **prediction.stats.as_dict(),
-            "extra": prediction.extra, "wall_seconds": time.perf_counter() - start}
-
