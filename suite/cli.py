@@ -82,12 +82,6 @@ def _policy_options(pairs: list[tuple[str, object]]) -> dict[str, dict]:
     return options
 
 
-def _default_namm() -> str | None:
-    from .shipped import SHIPPED_NAMM
-
-    return str(SHIPPED_NAMM) if SHIPPED_NAMM.with_suffix(".safetensors").exists() else None
-
-
 def _namm_checkpoint(value: str) -> str | None:
     return None if value.lower() in ("none", "zero", "") else value
 
@@ -115,7 +109,9 @@ def _selection(value: str) -> str:
 
 
 def _add_namm_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--namm-checkpoint", default=_default_namm(), type=_namm_checkpoint,
+    from .shipped import default_namm
+
+    parser.add_argument("--namm-checkpoint", default=default_namm(), type=_namm_checkpoint,
                         help="NAMM checkpoint for policy namm (default: the shipped one; 'none' = theta 0)")
     parser.add_argument("--selection", default="kappa", type=_selection,
                         help="NAMM eviction rule: per-layer kappa (reference) or strict per-head threshold")
@@ -222,6 +218,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import SweepConfig, run_sweep
 
     _load_include_paths(args)
+    if args.sweep is not None:
+        return _run_sweep_file(args)
+    if not args.task or not args.policy or not args.out:
+        raise ValueError("namm run needs a sweep file (namm run sweep.yaml) or --task, --policy and --out")
     config = SweepConfig(
         tasks=args.task, policies=args.policy, cache_sizes=args.cache_size, adapter=args.adapter,
         model=args.model or DEFAULT_MODELS.get(args.adapter, DEFAULT_MODELS["language"]),
@@ -233,11 +233,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     summary = run_sweep(config, Path(args.out), retry_errors=args.retry_errors)
     print(f"{summary.written} new result rows in {args.out}")
-    if summary.failed:
-        raise SweepFailed(f"{len(summary.failed)} of {summary.cells} episodes failed (first: "
-                          f"{summary.failed[0]['error']}); tracebacks in {summary.log}; fix the cause and rerun "
-                          "with --retry-errors")
+    _check_failed([summary])
     return 0
+
+
+def _run_sweep_file(args: argparse.Namespace) -> int:
+    """``namm run sweep.yaml``: every sweep of the file (``--out`` overrides its results files)."""
+    from .sweep_file import load_sweep_file, run_sweep_file
+
+    if args.task or args.policy:
+        raise ValueError(f"give the sweep file {args.sweep} or --task/--policy, not both (the file sets them)")
+    sweeps = load_sweep_file(Path(args.sweep), Path(args.out) if args.out else None)
+    summaries = run_sweep_file(sweeps, retry_errors=args.retry_errors)
+    for out in dict.fromkeys(sweep.out for sweep in sweeps):
+        written = sum(s.written for sweep, s in zip(sweeps, summaries, strict=True) if sweep.out == out)
+        print(f"{written} new result rows in {out}")
+    _check_failed(summaries)
+    return 0
+
+
+def _check_failed(summaries: list) -> None:
+    """Raise :class:`SweepFailed` when episodes of the sweeps failed."""
+    failed = [row for summary in summaries for row in summary.failed]
+    if failed:
+        cells = sum(summary.cells for summary in summaries)
+        logs = ", ".join(dict.fromkeys(str(s.log) for s in summaries if s.failed))
+        raise SweepFailed(f"{len(failed)} of {cells} episodes failed (first: {failed[0]['error']}); tracebacks "
+                          f"in {logs}; fix the cause and rerun with --retry-errors")
 
 
 def _scoped(pairs: list[tuple[str, object]]) -> dict:
@@ -371,14 +393,18 @@ def main(argv: list[str] | None = None) -> int:
     tasks.set_defaults(func=cmd_tasks)
 
     run = command("run", help="sweep adapter x task x policy x cache size x seed into a results file")
+    run.add_argument("sweep", nargs="?", default=None,
+                     help="a sweep YAML file (see configs/sweep_*.yaml): the whole grid, with several policy "
+                     "variants; then only --out, --retry-errors and --include-path apply")
     run.add_argument("--adapter", default="language", help="language, video, decision or decision-window")
     run.add_argument("--model", default=None,
                      help="embedded model name or local checkpoint folder (default: the adapter's embedded "
                      "model: smollm2-135m, tiny-video-llm, dt-hopper)")
-    run.add_argument("--task", type=_csv(str, "a task name"), required=True,
+    run.add_argument("--task", type=_csv(str, "a task name"), default=None,
                      help="task name(s), comma-separated (see `namm tasks`)")
-    run.add_argument("--policy", type=_csv(str, "a policy name"), required=True,
-                     help="policy name(s), comma-separated (see `namm policies`)")
+    run.add_argument("--policy", type=_csv(str, "a policy name"), default=None,
+                     help="policy name(s), comma-separated (see `namm policies`); NAME:KEY=VALUE for one "
+                     "policy with options")
     run.add_argument("--cache-size", type=_csv(_cache_size, "tokens per head or a percentage like 25%"),
                      default=[], help="tokens per KV head, or a share of each episode's context like 25%%, "
                      "comma-separated (needed by budgeted policies)")
@@ -410,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--namm-cap", action="store_true", help="also run the NAMM capped at each cache size")
     run.add_argument("--data-path", default=None, help="local data for loader tasks")
     run.add_argument("--include-path", action="append", help="folder of user task YAML files")
-    run.add_argument("--out", required=True, help="results JSONL (appended; finished episodes are skipped)")
+    run.add_argument("--out", default=None, help="results JSONL (appended; finished episodes are skipped)")
     add_device_args(run)
     run.set_defaults(func=cmd_run)
 

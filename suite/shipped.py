@@ -10,6 +10,11 @@ CHECKPOINTS = PROJECT_ROOT / "checkpoints"
 SHIPPED_NAMM = CHECKPOINTS / "namm_smollm2"
 
 
+def default_namm() -> str | None:
+    """The NAMM checkpoint sweeps use unless told otherwise: the shipped one, None (θ = 0) where it is absent."""
+    return str(SHIPPED_NAMM) if SHIPPED_NAMM.with_suffix(".safetensors").exists() else None
+
+
 def portable_path(path: str | None) -> str | None:
     """``path`` as result rows record it: relative to the project root when it lies inside the project
     (``checkpoints/namm_smollm2``), else as given — never this machine's absolute layout."""
