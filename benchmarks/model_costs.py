@@ -20,7 +20,7 @@ import torch
 
 from namm_suite.adapters.language import LanguageAdapter
 from namm_suite.manager import MemoryConfig, MemoryManager
-from namm_suite.policies import POLICIES, create_policy
+from namm_suite.policies import POLICIES, REFERENCE, PolicySpec
 from namm_suite.shipped import SHIPPED_NAMM
 
 UPDATE_EVERY = 512
@@ -28,30 +28,21 @@ CHUNK = 128
 MiB = 2**20
 
 
-@dataclass(frozen=True)
-class Variant:
-    """A policy as benchmarked: registered name plus options (the NAMM runs capped at the budget)."""
-
-    label: str
-    policy: str
-    options: tuple[tuple[str, str], ...] = ()
-
-    def create(self):
-        return create_policy(self.policy, **dict(self.options))
-
-
-def variants(names: list[str] | None = None) -> list[Variant]:
-    """Every registered policy but ``full``, plus the NAMM's ragged per-head threshold rule."""
+def variants(names: list[str] | None = None) -> list[PolicySpec]:
+    """Every registered policy that holds memory, labelled by name; a self-sizing policy (budget rule
+    ``cap``: the NAMM) runs the shipped checkpoint capped at the budget, also under the ragged per-head
+    threshold rule (``<name>-threshold``)."""
     out = []
     for name in names or POLICIES.names():
-        if name == "full":
+        policy = POLICIES.get(name)
+        if not policy.holds_memory:
             continue
-        if name == "namm":
-            out.append(Variant("namm", "namm", (("checkpoint", str(SHIPPED_NAMM)),)))
-            out.append(Variant("namm-threshold", "namm", (("checkpoint", str(SHIPPED_NAMM)),
-                                                          ("selection", "threshold"))))
+        if policy.budget_rule == "cap":
+            shipped = {"checkpoint": str(SHIPPED_NAMM)}
+            out.append(PolicySpec(name, shipped, name))
+            out.append(PolicySpec(name, {**shipped, "selection": "threshold"}, f"{name}-threshold"))
         else:
-            out.append(Variant(name, name))
+            out.append(PolicySpec(name, label=name))
     return out
 
 
@@ -76,11 +67,11 @@ def prompt(adapter: LanguageAdapter, length: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def measure(adapter: LanguageAdapter, ids: torch.Tensor, variant: Variant | None, budget: int | None,
+def measure(adapter: LanguageAdapter, ids: torch.Tensor, variant: PolicySpec | None, budget: int | None,
             decode: int = 0) -> CostRow:
     """Prefill ``ids`` under ``variant`` (None: full cache), then time ``decode`` greedy tokens (after one
     untimed step, which runs the update that the schedule left pending at the end of the prompt)."""
-    policy = variant.create() if variant else create_policy("full")
+    policy = (variant or PolicySpec(REFERENCE)).create()
     manager = MemoryManager(policy, MemoryConfig(update_every=UPDATE_EVERY, budget=budget, chunk_size=CHUNK))
     manager.new_cache()
     start = time.perf_counter()
@@ -94,7 +85,7 @@ def measure(adapter: LanguageAdapter, ids: torch.Tensor, variant: Variant | None
         for _ in range(decode):
             logits = manager.forward(adapter.model, logits.argmax(-1, keepdim=True))
         decode_ms = (time.perf_counter() - start) / decode * 1000
-    return CostRow(ids.shape[1], variant.label if variant else "full", budget, prefill, stats.update_seconds,
+    return CostRow(ids.shape[1], variant.label if variant else REFERENCE, budget, prefill, stats.update_seconds,
                    stats.mean_kept, stats.final_kept, stats.final_kv_bytes / MiB, stats.peak_kv_bytes / MiB,
                    1.0 + stats.padding_overhead, decode_ms)
 
@@ -121,7 +112,7 @@ def run(model: str, lengths: list[int], fractions: list[float], names: list[str]
 
 def markdown(rows: list[CostRow]) -> str:
     """The cost table, ratios to the full cache of the same length beside the raw numbers."""
-    full = {r.length: r for r in rows if r.label == "full"}
+    full = {r.length: r for r in rows if r.label == REFERENCE}
     header = ("| tokens | policy | budget | kept/head | KV MiB | memory ratio | prefill s | ×full | "
               "update/prefill | decode ms/token | ×full |")
     lines = [header, "|---" * 11 + "|"]
