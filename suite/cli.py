@@ -99,6 +99,13 @@ def _add_memory_args(parser: argparse.ArgumentParser) -> None:
     _add_namm_args(parser)
 
 
+def _policy_specs(value: str) -> list[str]:
+    """``--policy`` of ``namm run``: comma-separated policy specs (``h2o,namm:selection=threshold``)."""
+    from .policies.spec import split_specs
+
+    return split_specs(value)
+
+
 def _selection(value: str) -> str:
     """A NAMM selection rule name (imported when parsed, so ``namm --help`` loads no torch)."""
     from .namm.selection import SELECTIONS
@@ -402,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                      "model: smollm2-135m, tiny-video-llm, dt-hopper)")
     run.add_argument("--task", type=_csv(str, "a task name"), default=None,
                      help="task name(s), comma-separated (see `namm tasks`)")
-    run.add_argument("--policy", type=_csv(str, "a policy name"), default=None,
-                     help="policy name(s), comma-separated (see `namm policies`); NAME:KEY=VALUE for one "
-                     "policy with options")
+    run.add_argument("--policy", type=_policy_specs, default=None,
+                     help="policy name(s), comma-separated (see `namm policies`); NAME:KEY=VALUE,... for a "
+                     "policy with options, e.g. h2o,namm:selection=threshold,label=namm-t")
     run.add_argument("--cache-size", type=_csv(_cache_size, "tokens per head or a percentage like 25%"),
                      default=[], help="tokens per KV head, or a share of each episode's context like 25%%, "
                      "comma-separated (needed by budgeted policies)")

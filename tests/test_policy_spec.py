@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from namm_suite.policies import POLICIES, PolicySpec, default_label
+from namm_suite.policies.spec import split_specs
 from namm_suite.report import aggregate, policy_label
 from namm_suite.results import read_rows
 from namm_suite.runner import RunSpec, SweepConfig, expand, row_key, run_sweep
@@ -88,3 +89,25 @@ def test_default_label_matches_the_report():
     assert default_label("h2o", {"recent_ratio": 0.5}) == "h2o"
     assert default_label("namm", {"checkpoint": "checkpoints/a/b", "selection": "threshold"}) == "namm-threshold [b]"
     assert policy_label({"policy": "namm", "policy_options": {"checkpoint": None, "selection": "kappa"}}) == "namm [θ=0]"
+
+
+def test_command_line_lists_split_between_specs():
+    assert split_specs("full, h2o,namm:checkpoint=none,selection=threshold,label=t,snapkv:window=8") == [
+        "full", "h2o", "namm:checkpoint=none,selection=threshold,label=t", "snapkv:window=8"]
+    assert split_specs("selection=threshold,h2o") == ["selection=threshold", "h2o"]  # parse then names it
+    with pytest.raises(ValueError, match="options follow the policy name and a colon"):
+        PolicySpec.parse("selection=threshold")
+
+
+def test_namm_run_takes_specs(tmp_path, monkeypatch):
+    import namm_suite.adapters.base as adapters
+    from namm_suite.cli import main
+
+    monkeypatch.setattr(adapters, "create_adapter", lambda name, model, **placement: FakeAdapter())
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--task", "toy_echo", "--limit", "1", "--namm-checkpoint", "none", "--out", str(out),
+                 "--policy", "full,namm:selection=threshold,label=t,h2o:recent_ratio=0.25", "--cache-size", "8"]) == 0
+    rows = read_rows(out)
+    assert [(row["policy"], row.get("label"), row["policy_options"]) for row in rows] == [
+        ("full", None, {}), ("namm", "t", {"checkpoint": None, "selection": "threshold"}),
+        ("h2o", None, {"recent_ratio": 0.25})]

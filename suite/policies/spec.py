@@ -51,6 +51,20 @@ def default_label(name: str, options: Mapping[str, Any]) -> str:
     return f"{label} [{Path(checkpoint).name if checkpoint else 'θ=0'}]"
 
 
+def split_specs(text: str) -> list[str]:
+    """A comma-separated list of policy specs, split where a new policy starts: a piece with ``=`` and no
+    ``:`` before it continues the previous spec's options (``"full,namm:selection=threshold,label=t,h2o"``
+    -> ``["full", "namm:selection=threshold,label=t", "h2o"]``)."""
+    specs: list[str] = []
+    for piece in filter(None, (part.strip() for part in text.split(","))):
+        continues = "=" in piece and ":" not in piece.partition("=")[0]
+        if continues and specs:
+            specs[-1] += f",{piece}"
+        else:
+            specs.append(piece)
+    return specs
+
+
 def _scalar(text: str) -> Any:
     """A string option value read as a YAML scalar (``64`` -> 64, ``true`` -> True, ``none`` -> None)."""
     import yaml
@@ -88,6 +102,9 @@ class PolicySpec:
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{where}: expected a policy name or NAME:KEY=VALUE,..., got {value!r}")
         name, _, rest = value.strip().partition(":")
+        if "=" in name:
+            raise ValueError(f"{where}: {value!r}: options follow the policy name and a colon, e.g. "
+                             "namm:selection=threshold")
         options: dict[str, Any] = {}
         for pair in filter(None, (part.strip() for part in rest.split(","))):
             key, sep, raw = pair.partition("=")
