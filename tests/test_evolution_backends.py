@@ -27,6 +27,15 @@ def _flat(results):
     return [(r.score, round(r.mean_kept, 6)) for group in results for member in group for r in member]
 
 
+def _same(got, expected) -> bool:
+    """Equal kept tokens (every eviction) and scores within 1e-5 relative: the dense likelihood is a float sum
+    whose last digits depend on the worker's thread count."""
+    got, expected = _flat(got), _flat(expected)
+    return len(got) == len(expected) and all(
+        kept == kept_e and score == pytest.approx(score_e, rel=1e-5)
+        for (score, kept), (score_e, kept_e) in zip(got, expected, strict=True))
+
+
 def test_process_pool_matches_in_process(tiny_checkpoint):
     config = _config(tiny_checkpoint)
     evaluator = FitnessEvaluator(config)
@@ -36,7 +45,7 @@ def test_process_pool_matches_in_process(tiny_checkpoint):
     assert len({round(g[0][0].mean_kept, 3) for g in expected}) > 1
     pool = ProcessPoolBackend(config)
     try:
-        assert _flat(pool.map(calls)) == _flat(expected)
+        assert _same(pool.map(calls), expected)
     finally:
         pool.close()
 
@@ -49,7 +58,7 @@ def test_ray_backend_matches_in_process(tiny_checkpoint):
     expected = InProcessBackend(evaluator).map(calls)
     backend = RayBackend(config)
     try:
-        assert _flat(backend.map(calls)) == _flat(expected)
+        assert _same(backend.map(calls), expected)
     finally:
         backend.close()
         backend.ray.shutdown()

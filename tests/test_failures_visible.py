@@ -43,6 +43,7 @@ if "toy_options" not in TASKS:
 
         count: int = 2
         metric = "contains"
+        source = "generated in memory by the test"
 
         def __post_init__(self) -> None:
             if self.count < 1:
