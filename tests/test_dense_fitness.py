@@ -95,3 +95,16 @@ def test_episodes_are_read_under_the_configured_protocol():
     evaluator.config = config
     memory = evaluator.memory(create_policy("namm"))
     assert (memory.protocol, memory.evict, memory.budget_fraction) == ("query-aware", "once", 0.25)
+
+
+def test_after_an_answer_cue_the_reference_is_scored_with_its_leading_space(evaluator):
+    from namm_suite.manager import MemoryConfig, MemoryManager
+
+    adapter = evaluator.adapter
+    context = TaskContext(tokenizer=adapter.tokenizer, length=256, seed=3, limit=1, options={"split": "train"})
+    episode = evaluator.task("prose_qa").episodes(context)[0]
+    assert episode.inputs["cue"] == "Answer:"
+    result = adapter.answer_likelihood(episode, MemoryManager(create_policy("full"), MemoryConfig(update_every=64)))
+    spaced = adapter.tokenizer(" " + episode.references[0], add_special_tokens=False).input_ids
+    bare = adapter.tokenizer(episode.references[0], add_special_tokens=False).input_ids
+    assert spaced != bare and result.extra["answer_tokens"] == len(spaced)

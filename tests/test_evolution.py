@@ -105,6 +105,15 @@ def test_bad_config_is_named(tmp_path):
         EvolutionConfig.from_yaml(path)
 
 
+def test_a_pool_smaller_than_the_sample_is_named(tmp_path):
+    from dataclasses import replace
+
+    config = replace(fake_config(), episodes_per_task=6, pool_size=8)  # the fake pools hold 6: fine
+    _run(tmp_path / "ok", config, max_generations=1)
+    with pytest.raises(ValueError, match="task 'a' gives 6 training episodes, fewer than episodes_per_task = 7"):
+        _run(tmp_path / "small", replace(config, episodes_per_task=7), max_generations=1)
+
+
 def test_spec_cmaes_constants():
     """docs/namm-spec.md §10.11: the reference's constants for d = 4172, λ = 32."""
     c = spec_constants(4172, 32)

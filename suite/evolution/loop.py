@@ -113,7 +113,8 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
                 stage = config.stages[state.stage]
                 tasks = config.tasks_of(state.stage)
                 for task in tasks:
-                    pools.setdefault(task, evaluator.pool(task))
+                    if task not in pools:
+                        pools[task] = _checked_pool(config, task, evaluator.pool(task))
                 _ensure_full(evaluator, state, [e for t in tasks for e in pools[t]])
                 if not state.stage_started:  # m at the start of a stage sets the bar, unsaved
                     state.best[state.stage] = (_evaluate_mean(config, evaluator, backend, state, tasks, pools), None)
@@ -152,6 +153,15 @@ def _complete_log(log_path: Path, state: EvolutionState) -> None:
     logged = rows[-1]["generation"] if rows else 0
     if record is not None and logged < state.generation == record["generation"]:
         append_row(log_path, record)
+
+
+def _checked_pool(config: EvolutionConfig, task: str, pool: list) -> list:
+    """The task's training pool, refused when it is smaller than the episodes sampled per generation."""
+    if len(pool) < config.episodes_per_task:
+        raise ValueError(f"evolution config: task {task!r} gives {len(pool)} training episodes, fewer than "
+                         f"episodes_per_task = {config.episodes_per_task}; give it more (task_options, e.g. "
+                         f"{{{task}: {{repeats: N}}}}) or sample fewer")
+    return pool
 
 
 def _ensure_full(evaluator: FitnessEvaluator, state: EvolutionState, episodes: list) -> None:
