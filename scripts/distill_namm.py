@@ -21,13 +21,20 @@ import torch
 
 from namm_suite.adapters.base import create_adapter
 from namm_suite.atomic import write_bytes_atomic
-from namm_suite.evolution.distill import (FitConfig, calibrate_threshold, fit_scorer, load_records,
-                                          ranking_quality, record_episode)
+from namm_suite.evolution.distill import (
+    FitConfig,
+    calibrate_threshold,
+    fit_scorer,
+    load_records,
+    ranking_quality,
+    record_episode,
+)
 from namm_suite.manager import MemoryConfig, MemoryManager
 from namm_suite.policies import create_policy
 from namm_suite.provenance import provenance
 from namm_suite.tasks import TASKS, TaskContext
 
+logger = logging.getLogger("distill_namm")
 TRAIN_TASKS = {"passkey": {}, "prose_qa": {"split": "train"}, "prose_qa_multi": {"split": "train"},
                "multikey_needle": {}, "kv_retrieval": {}, "variable_tracking": {}}
 HELDOUT_TASKS = {"passkey": {}, "prose_qa": {"split": "heldout"}}
@@ -61,7 +68,7 @@ def record_all(adapter, eps: list, folder: Path, mu, var, args) -> list:
             buffer = __import__("io").BytesIO()
             torch.save([r.__dict__ for r in recs], buffer)
             write_bytes_atomic(path, buffer.getvalue())
-            logging.info("recorded %d/%d %s (%d updates, %.1fs)", i + 1, len(eps), path.name, len(recs),
+            logger.info("recorded %d/%d %s (%d updates, %.1fs)", i + 1, len(eps), path.name, len(recs),
                          time.perf_counter() - start)
         records += load_records(path)
     return records
@@ -97,7 +104,7 @@ def main() -> None:
     heldout_records = record_all(adapter, heldout, args.out / "heldout", stats["mu"], stats["var"], args)
     fit = FitConfig(steps=args.steps, seed=args.seed)
     params = fit_scorer(train_records, fit)
-    ones = lambda r: torch.ones(r.features.shape[:-1], dtype=torch.bool)  # noqa: E731
+    ones = lambda r: torch.ones(r.features.shape[:-1], dtype=torch.bool)
     from namm_suite.namm.scorer import bam_scores
 
     quality = {

@@ -58,12 +58,13 @@ NOTES = """
 
 def episodes(args: argparse.Namespace) -> None:
     """Generate prose_qa episodes as a LongBench JSONL file and the split inputs the kvpress side reads."""
+    from transformers import AutoTokenizer
+
     from namm_suite.adapters.language import split_prompt
     from namm_suite.adapters.models import resolve_model
     from namm_suite.results import write_text_atomic
     from namm_suite.tasks import TASKS, TaskContext
     from namm_suite.tasks.language.prose_qa import longbench_record
-    from transformers import AutoTokenizer
 
     model_dir = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -7,10 +7,16 @@ import math
 import pytest
 import torch
 
-from namm_suite.evolution.distill import (FitConfig, UpdateRecord, calibrate_threshold, fit_scorer, listwise_loss,
-                                          ranking_quality, record_episode)
+from namm_suite.evolution.distill import (
+    FitConfig,
+    UpdateRecord,
+    calibrate_threshold,
+    fit_scorer,
+    listwise_loss,
+    ranking_quality,
+    record_episode,
+)
 from namm_suite.namm.features import N_BINS
-from namm_suite.namm.params import BamParams
 from namm_suite.namm.scorer import bam_scores
 
 
@@ -36,7 +42,7 @@ def _synthetic_records(n: int, seed: int) -> list[UpdateRecord]:
 def test_fit_learns_the_feature_that_predicts_future_attention():
     train, heldout = _synthetic_records(60, 0), _synthetic_records(20, 1)
     params = fit_scorer(train, FitConfig(steps=400, lr=1e-2, log_every=100))
-    ones = lambda r: torch.ones(r.features.shape[:-1], dtype=torch.bool)  # noqa: E731
+    ones = lambda r: torch.ones(r.features.shape[:-1], dtype=torch.bool)
     fitted = ranking_quality(heldout, lambda r: bam_scores(r.features.float(), ones(r), params), 0.25)
     oracle = ranking_quality(heldout, lambda r: r.target, 0.25)
     chance = ranking_quality(heldout, lambda r: torch.rand(r.target.shape, generator=torch.Generator()

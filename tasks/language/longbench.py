@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..base import Episode, Task, TaskContext, register_task, with_options
-from ..sources import Record, YamlDoc, find_data_file, iter_jsonl, read_yaml
 from ..metrics import METRICS, best_score
+from ..sources import Record, YamlDoc, find_data_file, iter_jsonl, read_yaml
 from .truncation import prompt_budget, prompt_layout, truncate_middle, warn_truncated
 
 HERE = Path(__file__).resolve().parent

@@ -29,7 +29,7 @@ from typing import Any
 from ..base import Episode, TaskDataError, register_task
 from .haystack import Haystack, fit, tokens_per_unit
 from .metrics import best_score
-from .synthetic import _ADJECTIVES, _NOUNS, _DepthTask, _check_int
+from .synthetic import _ADJECTIVES, _NOUNS, _check_int, _DepthTask
 from .truncation import answer_cue
 
 SINGLE_TEMPLATE = (
