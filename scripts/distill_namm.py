@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from namm_suite.adapters.base import create_adapter
-from namm_suite.atomic import write_bytes_atomic
 from namm_suite.evolution.distill import (
     FitConfig,
     calibrate_threshold,
@@ -28,6 +27,7 @@ from namm_suite.evolution.distill import (
     load_records,
     ranking_quality,
     record_episode,
+    save_records,
 )
 from namm_suite.manager import MemoryConfig, MemoryManager
 from namm_suite.policies import create_policy
@@ -65,9 +65,7 @@ def record_all(adapter, eps: list, folder: Path, mu, var, args) -> list:
             start = time.perf_counter()
             recs = record_episode(adapter, episode, mu, var, args.update_every, keep_updates=args.keep_updates,
                                   seed=i)
-            buffer = __import__("io").BytesIO()
-            torch.save([r.__dict__ for r in recs], buffer)
-            write_bytes_atomic(path, buffer.getvalue())
+            save_records(recs, path)
             logger.info("recorded %d/%d %s (%d updates, %.1fs)", i + 1, len(eps), path.name, len(recs),
                          time.perf_counter() - start)
         records += load_records(path)

@@ -81,3 +81,15 @@ def test_record_episode_on_a_tiny_model(tiny_checkpoint):
         # future attention of a prefix: each later query's row sums to at most 1 over these keys, and the
         # answer's share is at most 1 too
         assert record.target.sum(-1).max() <= 2.0 + 1e-3
+
+
+def test_records_round_trip_through_an_atomic_file(tmp_path):
+    from namm_suite.evolution.distill import load_records, save_records
+
+    records = _synthetic_records(3, 4)
+    save_records(records, tmp_path / "r.pt")
+    back = load_records(tmp_path / "r.pt")
+    assert [r.seen for r in back] == [r.seen for r in records]
+    assert all(torch.equal(a.features, b.features) and torch.equal(a.target, b.target)
+               for a, b in zip(back, records, strict=True))
+    assert not list(tmp_path.glob("*.tmp"))

@@ -19,6 +19,7 @@ evolution that starts from the fitted θ (``EvolutionConfig.init``) is run with 
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import random
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_bytes_atomic
 from ..manager import MemoryConfig, MemoryManager
 from ..namm.features import build_features
 from ..namm.params import BamParams
@@ -190,7 +192,10 @@ def calibrate_threshold(params: BamParams, records: list[UpdateRecord], keep: fl
 
 
 def save_records(records: list[UpdateRecord], path: Path) -> None:
-    torch.save([r.__dict__ for r in records], path)
+    """Write ``records`` to ``path`` atomically (a killed recording leaves no torn file to resume from)."""
+    buffer = io.BytesIO()
+    torch.save([r.__dict__ for r in records], buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_records(path: Path) -> list[UpdateRecord]:
