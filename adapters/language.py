@@ -21,7 +21,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from namm_suite.attention import ATTN_IMPLEMENTATION
-from namm_suite.manager import MemoryManager
+from namm_suite.manager import MemoryConfig, MemoryManager
+from namm_suite.shared_prefix import SharedPrefix
 from namm_suite.tasks.base import Episode
 
 from .base import ADAPTERS, PositionGuard, Prediction
@@ -83,10 +84,27 @@ class LanguageAdapter:
                for i, text in enumerate(pieces)]
         return ids[0].to(self.model.device), ids[1].to(self.model.device)
 
-    def run(self, episode: Episode, manager: MemoryManager) -> Prediction:
-        """Answer a language episode (``inputs["prompt"]``, optional ``chat``, ``context``, ``cue``) greedily."""
-        parts = self.encode_parts(episode.inputs, episode.inputs.get("chat", True))
-        return self.generate(parts, manager, max_new_tokens=episode.max_new_tokens)
+    def run(self, episode: Episode, manager: MemoryManager, prefix: SharedPrefix | None = None) -> Prediction:
+        """Answer a language episode (``inputs["prompt"]``, optional ``chat``, ``context``, ``cue``) greedily;
+        from ``prefix`` (:meth:`read_prefix` of this episode) when given, instead of reading the prompt."""
+        if prefix is None:
+            parts = self.encode_parts(episode.inputs, episode.inputs.get("chat", True))
+            return self.generate(parts, manager, max_new_tokens=episode.max_new_tokens)
+        start = time.perf_counter()
+        manager.start_from(prefix.manager)
+        context, question = prefix.parts
+        logits = finish_prompt(manager, self.model, question, prefix.logits)
+        prefill = prefix.seconds + time.perf_counter() - start
+        extra = {"shared_prefill_seconds": prefix.seconds}
+        return self._answer(manager, logits, context, question, prefill, episode.max_new_tokens, extra)
+
+    def read_prefix(self, episode: Episode, config: MemoryConfig, reads_attention: bool) -> SharedPrefix:
+        """Read ``episode``'s compressed part once under ``config``'s one-shot protocol, for :meth:`run` under
+        every policy (:mod:`~namm_suite.shared_prefix`); ``reads_attention``: record every attention row."""
+        context, question = self.encode_parts(episode.inputs, episode.inputs.get("chat", True))
+        self.positions.check(context.shape[1] + question.shape[1])
+        reader = lambda manager: read_compressed(manager, self.model, context, question)
+        return SharedPrefix.read(config, reads_attention, reader, (context, question))
 
     @torch.no_grad()
     def generate(self, prompt: str | torch.Tensor | tuple[torch.Tensor, torch.Tensor], manager: MemoryManager,
@@ -99,19 +117,23 @@ class LanguageAdapter:
         if isinstance(prompt, str):
             prompt = self.encode_parts({"prompt": prompt}, chat)
         context, question = prompt if isinstance(prompt, tuple) else (prompt, prompt[:, :0])
-        ids = torch.cat([context, question], dim=1)
-        if not ids.shape[1]:
+        if not context.shape[1] + question.shape[1]:
             raise ValueError("the prompt is empty (0 tokens): give some text")
-        self.positions.check(ids.shape[1])
+        self.positions.check(context.shape[1] + question.shape[1])
         start = time.perf_counter()
         logits = prefill_prompt(manager, self.model, context, question)
-        prefill = time.perf_counter() - start
+        return self._answer(manager, logits, context, question, time.perf_counter() - start, max_new_tokens)
+
+    @torch.no_grad()
+    def _answer(self, manager: MemoryManager, logits: torch.Tensor, context: torch.Tensor, question: torch.Tensor,
+                prefill: float, max_new_tokens: int, extra: dict | None = None) -> Prediction:
+        """Decode greedily after a prefill (``logits [1, V]``, which took ``prefill`` seconds)."""
         start = time.perf_counter()
         new = greedy_decode(self.model, self.tokenizer, manager, logits, max_new_tokens)
         decode = time.perf_counter() - start
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
-        extra = {"prompt_tokens": ids.shape[1], "question_tokens": question.shape[1], "new_tokens": len(new),
-                 "prefill_seconds": prefill, "decode_seconds": decode}
+        extra = {"prompt_tokens": context.shape[1] + question.shape[1], "question_tokens": question.shape[1],
+                 "new_tokens": len(new), "prefill_seconds": prefill, "decode_seconds": decode, **(extra or {})}
         return Prediction(text, manager.stats(), prefill + decode, extra)
 
     @torch.no_grad()
@@ -193,21 +215,36 @@ def prefill_prompt(manager: MemoryManager, model: torch.nn.Module, context: torc
       then the manager freezes: the question and the answer are read with no eviction;
     - ``query-aware``: as ``context`` with the question inside the compressed part (SnapKV's protocol).
 
-    Then :meth:`MemoryManager.answer_start` records the cache the answer starts from.
+    Then :meth:`MemoryManager.answer_start` records the cache the answer starts from. The two halves,
+    :func:`read_compressed` and :func:`finish_prompt`, let several policies share the first
+    (:mod:`~namm_suite.shared_prefix`).
     """
-    protocol = manager.config.protocol
+    logits = read_compressed(manager, model, context, question, embeds)
+    return finish_prompt(manager, model, question, logits, embeds)
+
+
+def read_compressed(manager: MemoryManager, model: torch.nn.Module, context: torch.Tensor,
+                    question: torch.Tensor, embeds: bool = False) -> torch.Tensor:
+    """Start a sequence and read the compressed part of the prompt (the context under the ``context``
+    protocol with a question, else the whole prompt); return its last-position logits ``[1, V]``."""
     key = "inputs_embeds" if embeds else "input_ids"
-    whole = torch.cat([context, question], dim=1)
-    if protocol == "context" and question.shape[1]:
+    if manager.config.protocol == "context" and question.shape[1]:
         manager.new_cache(context_tokens=context.shape[1])
-        manager.forward(model, **{key: context})
+        return manager.forward(model, **{key: context})
+    whole = torch.cat([context, question], dim=1)
+    manager.new_cache(context_tokens=whole.shape[1])
+    return manager.forward(model, **{key: whole})
+
+
+def finish_prompt(manager: MemoryManager, model: torch.nn.Module, question: torch.Tensor, logits: torch.Tensor,
+                  embeds: bool = False) -> torch.Tensor:
+    """After :func:`read_compressed`: the protocol's eviction at the end of the compressed part and the rest
+    of the prompt; returns the prompt's last-position logits ``[1, V]`` (``logits`` when nothing is left)."""
+    protocol = manager.config.protocol
+    if protocol != "scheduled":
         manager.freeze()
-        logits = manager.forward(model, **{key: question})
-    else:
-        manager.new_cache(context_tokens=whole.shape[1])
-        logits = manager.forward(model, **{key: whole})
-        if protocol != "scheduled":
-            manager.freeze()
+        if protocol == "context" and question.shape[1]:
+            logits = manager.forward(model, **{"inputs_embeds" if embeds else "input_ids": question})
     manager.answer_start()
     return logits
 

@@ -70,6 +70,15 @@ class RowBuffer:
             self._grow(self.count, offset + n_keys)
         return self.data[:, :, :self.count, offset:offset + n_keys]
 
+    def newest(self, limit: int | None) -> RowBuffer:
+        """A copy holding the newest ``limit`` recorded rows (``None``: all), as a buffer created with that
+        ``limit`` and no known update target would hold them."""
+        keep = self.count if limit is None else min(self.count, limit)
+        copy = RowBuffer(self.data, keep, self.data.shape[3], limit, None)
+        copy.data[:, :, :keep] = self.data[:, :, self.count - keep:self.count]
+        copy.count = keep
+        return copy
+
     def repeat_rows(self, rows: int) -> None:
         """Copy a one-row buffer into ``rows`` identical batch rows."""
         self.data = self.data.expand(rows, *self.data.shape[1:]).contiguous()

@@ -237,6 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_path=args.data_path, task_options=_scoped(args.task_option or []), protocol=args.protocol,
         evict=args.evict, max_new_tokens=args.max_new_tokens, chat_template=args.chat_template,
         policy_options=_policy_options(args.policy_option or []), device=args.device, dtype=args.dtype,
+        share_prefix=not args.no_share_prefix,
     )
     summary = run_sweep(config, Path(args.out), retry_errors=args.retry_errors)
     print(f"{summary.written} new result rows in {args.out}")
@@ -422,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--evict", choices=["schedule", "once"], default="schedule",
                      help="with --protocol context/query-aware: evict on the schedule while reading the "
                      "compressed part, or only once at its end (kvpress)")
+    run.add_argument("--no-share-prefix", action="store_true",
+                     help="with --evict once: read each cell's prompt alone (for per-policy timings) instead of "
+                     "reading each episode's compressed part once for all cells (same answers, far faster)")
     run.add_argument("--max-new-tokens", type=_positive, default=None,
                      help="answer budget in tokens (default: each task's own, e.g. LongBench's per dataset)")
     run.add_argument("--chat-template", choices=["auto", "chat", "none"], default="auto",

@@ -18,6 +18,7 @@ from typing import Any
 from .device import resolve_device
 from .manager import MemoryConfig, MemoryManager
 from .policies import PolicySpec
+from .shared_prefix import can_share
 from .shipped import portable_path
 
 logger = logging.getLogger(__name__)
@@ -147,11 +148,28 @@ class ResultRow:
                 "wall_seconds": self.wall_seconds}
 
 
+def read_shared_prefix(adapter, episode, specs: list[PolicySpec], settings: EpisodeSettings):
+    """``episode``'s compressed part read once for the cells of ``specs`` (a
+    :class:`~namm_suite.shared_prefix.SharedPrefix`), or None: the protocol evicts while the prompt is read,
+    the adapter cannot share it, or reading failed (each cell then reads the prompt alone and reports its
+    own error)."""
+    config = settings.memory_config(None)
+    if not can_share(config) or not hasattr(adapter, "read_prefix"):
+        return None
+    reads_attention = any(spec.policy_class().needs_attention for spec in specs)
+    try:
+        return adapter.read_prefix(settings.apply(episode), config, reads_attention)
+    except Exception:  # the cells run alone and each records the error
+        logger.info("episode %s: the shared prefix failed", episode.episode_id, exc_info=True)
+        return None
+
+
 def run_episode(adapter, task, episode, spec: PolicySpec, budget: int | str | None,
-                settings: EpisodeSettings) -> ResultRow:
+                settings: EpisodeSettings, prefix=None) -> ResultRow:
     """Run ``episode`` of ``task`` on ``adapter`` under policy ``spec`` (its options complete: nothing is
     filled in) with ``budget`` tokens per head (or a share, ``"25%"``; None for self-sized policies), and
-    score it. Never raises for a failing episode: the row says ``status: "error"``."""
+    score it; from ``prefix`` (:func:`read_shared_prefix` of the same episode and settings) when given.
+    Never raises for a failing episode: the row says ``status: "error"``."""
     from .tasks.base import options_for
 
     episode = settings.apply(episode)
@@ -166,10 +184,10 @@ def run_episode(adapter, task, episode, spec: PolicySpec, budget: int | str | No
         prompt={**settings.prompt_settings(), "max_new_tokens": episode.max_new_tokens},
         device=resolve_device(settings.device), dtype=settings.dtype, status="ok", wall_seconds=0.0,
     )
-    start = time.perf_counter()
+    start = time.perf_counter() - (prefix.seconds if prefix is not None else 0.0)  # a shared read counts
     try:
         manager = MemoryManager(spec.create(), settings.memory_config(budget))
-        prediction = adapter.run(episode, manager)
+        prediction = adapter.run(episode, manager) if prefix is None else adapter.run(episode, manager, prefix)
         score = task.score(prediction.output, episode)
     except Exception as err:  # a failed episode is recorded and the sweep goes on
         logger.info("episode %s failed", episode.episode_id, exc_info=True)  # the traceback with -v

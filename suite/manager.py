@@ -10,6 +10,7 @@ eviction.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -189,6 +190,31 @@ class MemoryManager:
         self._last_update_seen = 0
         self.cache = RaggedKVCache(self)
         return self.cache
+
+    def start_from(self, source: MemoryManager) -> RaggedKVCache:
+        """Start a sequence from a copy of ``source``'s: its cache, the attention rows this manager's policy
+        reads and the statistics so far (see :mod:`~namm_suite.shared_prefix`).
+
+        ``source`` must not have run a memory update or frozen (so nothing it holds depends on its policy)
+        and, when this policy reads attention, must have recorded every row. The relative budget is taken
+        from ``source``'s compressed-part length; per-token policy state starts at zero, as in a new cache.
+        """
+        if source._acc.n_updates or source.frozen or source.cache is None:
+            raise ValueError("a shared prefix must be read with no memory update and before freezing")
+        if self.policy.needs_attention and (not source.needs_attention or source.policy.attention_rows is not None):
+            raise ValueError(f"policy {self.policy.name!r} reads attention: the shared prefix must record every row")
+        self.new_cache(source._context_tokens or None)
+        cache = copy.deepcopy(source.cache, memo={id(source): self})
+        for layer in cache.layers:
+            layer.token_state_shapes = dict(self.policy.token_state)
+            if layer.is_initialized:
+                batch, heads, slots = layer.valid.shape
+                layer.state = {name: torch.zeros((batch, heads, slots, *shape), device=layer.device)
+                               for name, shape in layer.token_state_shapes.items()}
+        self.cache, self._acc = cache, copy.deepcopy(source._acc)
+        if self.policy.needs_attention:
+            self._attention = {i: rows.newest(self.policy.attention_rows) for i, rows in source._attention.items()}
+        return cache
 
     # ---- called by the cache and the attention hook -------------------------------------------------
     def on_pass_start(self, cache: RaggedKVCache) -> None:

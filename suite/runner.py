@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -33,7 +34,14 @@ from rich.progress import (
 )
 
 from .device import placement
-from .episode import CHAT_TEMPLATES, PROMPT_DEFAULTS, EpisodeSettings, parse_cache_size, run_episode
+from .episode import (
+    CHAT_TEMPLATES,
+    PROMPT_DEFAULTS,
+    EpisodeSettings,
+    parse_cache_size,
+    read_shared_prefix,
+    run_episode,
+)
 from .manager import MemoryConfig
 from .policies import PolicySpec, create_policy
 from .provenance import provenance
@@ -61,6 +69,9 @@ class SweepConfig:
         data_path: local data for loader tasks; task_options: extra task parameters.
         device / dtype: where the model runs (``auto``/``cpu``/``cuda``; ``fp32``/``bf16``/``fp16``, see
             :mod:`namm_suite.device`); rows record the resolved device and the dtype.
+        share_prefix: under a one-shot protocol (``evict: once``), read each episode's compressed part
+            once for all its cells (:mod:`namm_suite.shared_prefix`: the same answers, far less compute;
+            rows then time the shared read in every cell). False: each cell reads its own prompt.
         protocol: ``scheduled``, ``context`` or ``query-aware`` (:data:`~namm_suite.manager.PROTOCOLS`);
             ``evict``: ``schedule`` or ``once`` (the compressed part evicted only at its end, as kvpress).
         max_new_tokens: answer budget for every episode (None: each task's own, e.g. LongBench's
@@ -94,6 +105,7 @@ class SweepConfig:
     policy_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     device: str = "auto"
     dtype: str = "fp32"
+    share_prefix: bool = True
 
     def __post_init__(self) -> None:
         from .tasks import TASKS, with_options
@@ -274,18 +286,23 @@ def _run_locked(config: SweepConfig, out: Path, adapter, console: Console, retry
         config.namm_checkpoint), "data_path": portable_path(config.data_path)}}
     log = error_log_path(out)
     with _Reporter(console, len(work), config) as reporter:
-        for task, seed, episode, spec, key in work:
-            reporter.start(task, spec)
-            result = run_episode(adapter, task, episode, spec.resolved(config, seed), spec.cache_size,
-                                 config.settings(seed))
-            if result.traceback is not None:
-                with open(log, "a", encoding="utf-8") as handle:
-                    handle.write(f"--- {task.name} {cell_name(spec)} seed {seed} episode {episode.episode_id} "
-                                 f"({time.strftime('%Y-%m-%d %H:%M:%S')})\n{result.traceback}\n")
-            row = {**result.as_dict(), "key": key, **base}
-            append_row(out, row)
-            latest[key] = row
-            reporter.finished(task, seed, episode, spec, row, log)
+        for (task, seed, episode), items in itertools.groupby(work, key=lambda item: item[:3]):
+            items = list(items)
+            specs = [spec.resolved(config, seed) for *_, spec, _ in items]
+            prefix = (read_shared_prefix(adapter, episode, specs, config.settings(seed))
+                      if config.share_prefix and len(items) > 1 else None)
+            for (*_, spec, key), resolved in zip(items, specs):
+                reporter.start(task, spec)
+                result = run_episode(adapter, task, episode, resolved, spec.cache_size, config.settings(seed),
+                                     prefix)
+                if result.traceback is not None:
+                    with open(log, "a", encoding="utf-8") as handle:
+                        handle.write(f"--- {task.name} {cell_name(spec)} seed {seed} episode {episode.episode_id} "
+                                     f"({time.strftime('%Y-%m-%d %H:%M:%S')})\n{result.traceback}\n")
+                row = {**result.as_dict(), "key": key, **base}
+                append_row(out, row)
+                latest[key] = row
+                reporter.finished(task, seed, episode, spec, row, log)
     logger.info("wrote %d rows to %s (%d already done)", len(work), out, len(done))
     failed = [latest[key] for key in cells if key in latest and latest[key].get("status") != "ok"]
     return SweepSummary(written=len(work), cells=len(cells), failed=failed, log=log)
