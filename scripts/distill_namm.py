@@ -56,6 +56,21 @@ def measure_stats(adapter, sample: list, update_every: int):
     return policy.stats
 
 
+def quality_table(records: list, params) -> dict:
+    """Share of the future attention held by the tokens each scorer ranks first, at 10/25/50 % kept."""
+    from namm_suite.namm.scorer import bam_scores
+
+    ones = lambda r: torch.ones(r.features.shape[:-1], dtype=torch.bool)
+    scorers = {
+        "fitted NAMM": lambda r: bam_scores(r.features.float(), ones(r), params),
+        "attention mass (EMA DC bin)": lambda r: r.features[..., 8].float(),
+        "recency": lambda r: torch.arange(r.features.shape[1]).float().expand(r.features.shape[:-1]),
+        "random": lambda r: torch.rand(r.features.shape[:-1]),
+    }
+    return {share: {name: ranking_quality(records, scorer, share) for name, scorer in scorers.items()}
+            for share in (0.1, 0.25, 0.5)}
+
+
 def record_all(adapter, eps: list, folder: Path, mu, var, args) -> list:
     folder.mkdir(parents=True, exist_ok=True)
     records = []
@@ -64,7 +79,7 @@ def record_all(adapter, eps: list, folder: Path, mu, var, args) -> list:
         if not path.exists():
             start = time.perf_counter()
             recs = record_episode(adapter, episode, mu, var, args.update_every, keep_updates=args.keep_updates,
-                                  seed=i)
+                                  seed=i, one_shot=args.one_shot)
             save_records(recs, path)
             logger.info("recorded %d/%d %s (%d updates, %.1fs)", i + 1, len(eps), path.name, len(recs),
                          time.perf_counter() - start)
@@ -86,6 +101,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--one-shot", action="store_true",
+                        help="also record each layer's one-shot (query-aware) eviction, target: the answer's attention")
+    parser.add_argument("--one-shot-share", type=float, default=None, help="share of fit steps on one-shot records")
+    parser.add_argument("--init", type=Path, default=None, help="start the fit from this NAMM checkpoint's θ")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -93,6 +112,10 @@ def main() -> None:
     train = episodes(adapter, TRAIN_TASKS, args.length, args.seed, args.episodes)
     heldout = episodes(adapter, HELDOUT_TASKS, args.length, 0, args.heldout)
     stats_path = args.out / "stats.pt"
+    if args.init is not None and not stats_path.exists():  # the starting θ's standardisation
+        start = create_policy("namm", checkpoint=str(args.init))
+        args.out.mkdir(parents=True, exist_ok=True)
+        torch.save({"mu": start.mu, "var": start.var, "count": start.stats_count}, stats_path)
     if not stats_path.exists():
         args.out.mkdir(parents=True, exist_ok=True)
         stats = measure_stats(adapter, train[:: max(1, len(train) // 6)], args.update_every)
@@ -100,22 +123,11 @@ def main() -> None:
     stats = torch.load(stats_path)
     train_records = record_all(adapter, train, args.out / "train", stats["mu"], stats["var"], args)
     heldout_records = record_all(adapter, heldout, args.out / "heldout", stats["mu"], stats["var"], args)
-    fit = FitConfig(steps=args.steps, seed=args.seed)
-    params = fit_scorer(train_records, fit)
-    ones = lambda r: torch.ones(r.features.shape[:-1], dtype=torch.bool)
-    from namm_suite.namm.scorer import bam_scores
-
-    quality = {
-        share: {
-            "fitted NAMM": ranking_quality(heldout_records, lambda r: bam_scores(r.features.float(), ones(r), params),
-                                           share),
-            "attention mass (EMA DC bin)": ranking_quality(heldout_records, lambda r: r.features[..., 8].float(),
-                                                           share),
-            "recency": ranking_quality(heldout_records, lambda r: torch.arange(r.features.shape[1]).float()
-                                       .expand(r.features.shape[:-1]), share),
-            "random": ranking_quality(heldout_records, lambda r: torch.rand(r.features.shape[:-1]), share),
-        } for share in (0.1, 0.25, 0.5)
-    }
+    fit = FitConfig(steps=args.steps, seed=args.seed, one_shot_share=args.one_shot_share)
+    init = create_policy("namm", checkpoint=str(args.init)).params if args.init else None
+    params = fit_scorer(train_records, fit, init)
+    quality = {kind: quality_table(records, params) for kind, records in
+               (("all", heldout_records), ("one-shot", [r for r in heldout_records if r.one_shot])) if records}
     shift = calibrate_threshold(params, train_records, args.keep)
     policy = create_policy("namm")
     policy.params = params

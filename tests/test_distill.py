@@ -93,3 +93,34 @@ def test_records_round_trip_through_an_atomic_file(tmp_path):
     assert all(torch.equal(a.features, b.features) and torch.equal(a.target, b.target)
                for a, b in zip(back, records, strict=True))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_one_shot_records_hold_what_the_namm_sees_at_the_query_aware_eviction(tiny_checkpoint):
+    from namm_suite.adapters.language import LanguageAdapter
+    from namm_suite.evolution.distill import _RecordingNamm
+    from namm_suite.manager import MemoryConfig, MemoryManager
+    from namm_suite.tasks import TASKS, TaskContext
+
+    adapter = LanguageAdapter.from_pretrained(str(tiny_checkpoint))
+    episode = TASKS.get("passkey")().episodes(TaskContext(tokenizer=adapter.tokenizer, length=200, seed=1,
+                                                          limit=1))[0]
+    mu, var = torch.rand(N_BINS), torch.rand(N_BINS) + 0.5
+    records = [r for r in record_episode(adapter, episode, mu, var, update_every=64, one_shot=True) if r.one_shot]
+    prompt = sum(part.shape[1] for part in adapter.encode_parts(episode.inputs))
+    assert sorted(r.layer for r in records) == list(range(adapter.model.config.num_hidden_layers))
+    policy = _RecordingNamm()
+    policy.set_stats(mu, var)
+    adapter.run(episode, MemoryManager(policy, MemoryConfig(update_every=64, protocol="query-aware", evict="once")))
+    for record in records:
+        assert record.seen == prompt
+        seen_by_namm = policy.features[(record.layer, prompt)].float()
+        torch.testing.assert_close(record.features.float(), seen_by_namm, atol=2e-2, rtol=1e-2)  # float16 rows
+        # the target is the answer's attention: each answer query's row sums to 1 over prompt and answer
+        assert 0 < float(record.target.sum(-1).max()) <= 1 + 1e-3
+
+
+def test_a_one_shot_share_needs_one_shot_records():
+    records = _synthetic_records(4, 6)
+    with pytest.raises(ValueError, match="one-shot and scheduled"):
+        fit_scorer(records, FitConfig(steps=1, one_shot_share=0.5))

@@ -30,7 +30,7 @@ import torch
 
 from ..atomic import write_bytes_atomic
 from ..manager import MemoryConfig, MemoryManager
-from ..namm.features import build_features
+from ..namm.features import CONTEXT, HOP, N_BINS, build_features, update_ema
 from ..namm.params import BamParams
 from ..namm.scorer import bam_scores
 from ..policies.base import PolicyView
@@ -41,14 +41,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class UpdateRecord:
-    """One scheduled update of one layer: features ``[H, K, 25]`` (float16) of the K cached tokens and
-    their future attention ``[H, K]`` (float32): mean over later queries, plus ``answer_weight`` × mean
-    over the answer's queries."""
+    """One update of one layer: features ``[H, K, 25]`` (float16) of the K cached tokens and their
+    future attention ``[H, K]`` (float32).
+
+    A scheduled update's target is the mean attention from every later query plus ``answer_weight`` × the
+    mean over the answer's queries. A ``one_shot`` record is the single eviction of the ``query-aware``
+    protocol (``--evict once``) at the end of the prompt: ``seen`` is the prompt's length and the target is
+    the answer's mean attention alone, the only attention still to come."""
 
     layer: int
     seen: int
     features: torch.Tensor
     target: torch.Tensor
+    one_shot: bool = False
 
 
 class _RecordingNamm(NammPolicy):
@@ -80,9 +85,11 @@ class _RecordingManager(MemoryManager):
 
 @torch.no_grad()
 def record_episode(adapter, episode, mu: torch.Tensor, var: torch.Tensor, update_every: int,
-                   answer_weight: float = 1.0, keep_updates: float = 1.0, seed: int = 0) -> list[UpdateRecord]:
+                   answer_weight: float = 1.0, keep_updates: float = 1.0, seed: int = 0,
+                   one_shot: bool = False) -> list[UpdateRecord]:
     """Features and future-attention targets of every (update, layer) of ``episode`` (or a random share
-    ``keep_updates`` of them), with the NAMM statistics ``mu``, ``var``."""
+    ``keep_updates`` of them), with the NAMM statistics ``mu``, ``var``; with ``one_shot`` also each
+    layer's record of the query-aware protocol's one eviction (:class:`UpdateRecord`)."""
     policy = _RecordingNamm()
     policy.set_stats(mu, var)
     manager = _RecordingManager(policy, MemoryConfig(update_every=update_every))
@@ -108,7 +115,21 @@ def record_episode(adapter, episode, mu: torch.Tensor, var: torch.Tensor, update
             future = later[:, seen, :seen] / (total - seen)
             target = future + answer_weight * answer_mean[:, :seen]
             records.append(UpdateRecord(layer, seen, feats, target))
+        if one_shot:
+            feats = one_shot_features(rows[None, :, :n_prompt, :n_prompt], mu, var)[0].to(torch.float16)
+            records.append(UpdateRecord(layer, n_prompt, feats, answer_mean[:, :n_prompt].clone(), one_shot=True))
     return records
+
+
+def one_shot_features(attn: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """The features ``[B, H, N, 25]`` the NAMM scores at a one-shot eviction of N tokens read with no earlier
+    update, from their attention ``[B, H, N, N]`` (every row, as :meth:`NammPolicy.select` reads it)."""
+    batch, heads, n, _ = attn.shape
+    rows = n - n % HOP
+    zeros = attn.new_zeros
+    ema, _ = update_ema(attn[..., n - rows:, :], zeros(batch, heads, n, N_BINS), zeros(batch, heads, n, CONTEXT), n)
+    positions = torch.arange(n, device=attn.device).expand(batch, heads, n)
+    return build_features(ema, positions, torch.ones_like(positions, dtype=torch.bool), mu, var)
 
 
 def listwise_loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -121,13 +142,15 @@ def listwise_loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @dataclass
 class FitConfig:
     """Gradient descent on θ: ``steps`` Adam steps at learning rate ``lr``, one recorded update per step
-    (all its heads), weight decay ``decay``; ``init_scale`` is the std of the random initial θ."""
+    (all its heads), weight decay ``decay``; ``init_scale`` is the std of the random initial θ.
+    ``one_shot_share``: the share of steps drawn from the one-shot records (None: uniform over all)."""
 
     steps: int = 3000
     lr: float = 3e-3
     decay: float = 1e-4
     init_scale: float = 0.02
     seed: int = 0
+    one_shot_share: float | None = None
     log_every: int = 250
     history: list[tuple[int, float]] = field(default_factory=list)
 
@@ -144,9 +167,13 @@ def fit_scorer(records: list[UpdateRecord], config: FitConfig, params: BamParams
         p.requires_grad_(True)
     optimiser = torch.optim.AdamW(params.parameters(), lr=config.lr, weight_decay=config.decay)
     rng = random.Random(config.seed)
+    pools = [[r for r in records if r.one_shot], [r for r in records if not r.one_shot]]
+    share = config.one_shot_share
+    if share is not None and not all(pools):
+        raise ValueError("one_shot_share needs both one-shot and scheduled records (record with one_shot=True)")
     running = None
     for step in range(1, config.steps + 1):
-        record = rng.choice(records)
+        record = rng.choice(records) if share is None else rng.choice(pools[rng.random() >= share])
         x = record.features.float()
         scores = bam_scores(x, torch.ones(x.shape[:-1], dtype=torch.bool), params)
         loss = listwise_loss(scores, record.target)
