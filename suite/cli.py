@@ -223,6 +223,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import SweepConfig, run_sweep
+    from .sweep_file import SweepRun
 
     _load_include_paths(args)
     if args.sweep is not None:
@@ -239,6 +240,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         policy_options=_policy_options(args.policy_option or []), device=args.device, dtype=args.dtype,
         share_prefix=not args.no_share_prefix,
     )
+    if args.plan:
+        return _print_plan([SweepRun(config, Path(args.out))], args.retry_errors)
     summary = run_sweep(config, Path(args.out), retry_errors=args.retry_errors)
     print(f"{summary.written} new result rows in {args.out}")
     _check_failed([summary])
@@ -252,11 +255,21 @@ def _run_sweep_file(args: argparse.Namespace) -> int:
     if args.task or args.policy:
         raise ValueError(f"give the sweep file {args.sweep} or --task/--policy, not both (the file sets them)")
     sweeps = load_sweep_file(Path(args.sweep), Path(args.out) if args.out else None)
+    if args.plan:
+        return _print_plan(sweeps, args.retry_errors)
     summaries = run_sweep_file(sweeps, retry_errors=args.retry_errors)
     for out in dict.fromkeys(sweep.out for sweep in sweeps):
         written = sum(s.written for sweep, s in zip(sweeps, summaries, strict=True) if sweep.out == out)
         print(f"{written} new result rows in {out}")
     _check_failed(summaries)
+    return 0
+
+
+def _print_plan(sweeps: list, retry_errors: bool) -> int:
+    """``namm run --plan``: print each sweep's done / failed / missing episodes per cell (nothing runs)."""
+    from .plan import format_plan, plan_sweeps
+
+    print(format_plan(*plan_sweeps(sweeps), retry_errors=retry_errors))
     return 0
 
 
@@ -403,7 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     run = command("run", help="sweep adapter x task x policy x cache size x seed into a results file")
     run.add_argument("sweep", nargs="?", default=None,
                      help="a sweep YAML file (see configs/sweep_*.yaml): the whole grid, with several policy "
-                     "variants; then only --out, --retry-errors and --include-path apply")
+                     "variants; then only --out, --plan, --retry-errors and --include-path apply")
+    run.add_argument("--plan", action="store_true",
+                     help="print, per task and cell, the episodes done, failed and missing in the results file, "
+                     "and run and write nothing (loads the model's adapter to make the episodes)")
     run.add_argument("--adapter", default="language", help="language, video, decision or decision-window")
     run.add_argument("--model", default=None,
                      help="embedded model name or local checkpoint folder (default: the adapter's embedded "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,20 +113,24 @@ def _config(fields: dict[str, Any], where: str) -> SweepConfig:
         raise ValueError(f"{where}: {' '.join(str(err).split())}") from None
 
 
-def run_sweep_file(sweeps: list[SweepRun], console: Console | None = None,
-                   retry_errors: bool = False) -> list[SweepSummary]:
-    """Run every sweep in order (each resumable, as :func:`run_sweep`); one adapter per (adapter, model,
-    device, dtype) serves all the sweeps that share it."""
+def sweeps_with_adapters(sweeps: list[SweepRun]) -> Iterator[tuple[SweepRun, Any]]:
+    """Each sweep with its adapter, in order: one adapter per (adapter, model, device, dtype) serves all the
+    sweeps that share it (made when the first of them comes)."""
     from .adapters import base as adapters
 
     loaded: dict[tuple[str, str, str, str], Any] = {}
-    summaries = []
     for sweep in sweeps:
         config = sweep.config
         where = (config.adapter, config.model, config.device, config.dtype)
         if where not in loaded:
             loaded[where] = adapters.create_adapter(config.adapter, config.model,
                                                     **placement(config.device, config.dtype))
-        summaries.append(run_sweep(config, sweep.out, adapter=loaded[where], console=console,
-                                   retry_errors=retry_errors))
-    return summaries
+        yield sweep, loaded[where]
+
+
+def run_sweep_file(sweeps: list[SweepRun], console: Console | None = None,
+                   retry_errors: bool = False) -> list[SweepSummary]:
+    """Run every sweep in order (each resumable, as :func:`run_sweep`), sharing adapters
+    (:func:`sweeps_with_adapters`)."""
+    return [run_sweep(sweep.config, sweep.out, adapter=adapter, console=console, retry_errors=retry_errors)
+            for sweep, adapter in sweeps_with_adapters(sweeps)]
