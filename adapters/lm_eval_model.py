@@ -41,13 +41,16 @@ from tqdm import tqdm
 
 from namm_suite.attention import ATTN_IMPLEMENTATION
 from namm_suite.device import DTYPES, resolve_device
-from namm_suite.manager import MemoryManager, MemoryStats
-from namm_suite.policies import POLICIES, PolicySpec
+from namm_suite.manager import MemoryConfig, MemoryManager, MemoryStats
+from namm_suite.policies import POLICIES, REFERENCE, PolicySpec
 from namm_suite.registry import UnknownNameError
 
 from .models import resolve_model
 
 logger = logging.getLogger(__name__)
+
+#: the name lm-eval knows this model by (``--model namm``)
+MODEL_NAME = "namm"
 
 
 @dataclass
@@ -63,7 +66,7 @@ class MemoryArgs:
         selection: NAMM eviction rule, ``kappa`` (reference) or ``threshold``.
     """
 
-    policy: str = "full"
+    policy: str = REFERENCE
     cache_size: int | None = None
     update_every: int = 64
     namm_checkpoint: str | None = None
@@ -93,8 +96,8 @@ class MemoryArgs:
 
     def build_manager(self) -> MemoryManager:
         """A fresh manager for these settings."""
-        return self._spec.build_manager(self.update_every, self.cache_size, checkpoint=self.namm_checkpoint,
-                                        selection=self.selection)
+        return self._spec.build_manager(MemoryConfig(update_every=self.update_every, budget=self.cache_size),
+                                        checkpoint=self.namm_checkpoint, selection=self.selection)
 
 
 def _takes_namm_fields(policy: str) -> bool:
@@ -128,7 +131,7 @@ def _check_hflm_arguments(kwargs: dict[str, Any]) -> None:
                              "update_every, namm_checkpoint, selection; the others go to lm-eval's HFLM")
 
 
-@register_model("namm")
+@register_model(MODEL_NAME)
 class NammLM(HFLM):
     """lm-eval's Hugging Face model with its KV cache managed by a memory policy (batch size 1).
 
@@ -144,7 +147,7 @@ class NammLM(HFLM):
     :meth:`memory_summary` and written into lm-eval's ``results["config"]``.
     """
 
-    def __init__(self, pretrained: str, policy: str = "full", cache_size: int | None = None,
+    def __init__(self, pretrained: str, policy: str = REFERENCE, cache_size: int | None = None,
                  update_every: int = 64, namm_checkpoint: str | None = None, selection: str = "kappa",
                  batch_size: int | str = 1, device: str | None = None, **kwargs: Any) -> None:
         self.memory = MemoryArgs(policy, cache_size, update_every, namm_checkpoint, selection)
@@ -299,7 +302,7 @@ def evaluate(model_args: str, tasks: list[str], include_path: str | None = None,
 
     manager = TaskManager(include_path=include_path, include_defaults=include_defaults,
                           metadata=simple_parse_args_string(model_args))
-    results = simple_evaluate(model="namm", model_args=model_args, tasks=list(tasks), limit=limit,
+    results = simple_evaluate(model=MODEL_NAME, model_args=model_args, tasks=list(tasks), limit=limit,
                               task_manager=manager, **options)
     if results is None:  # non-zero ranks of a distributed run
         return {}

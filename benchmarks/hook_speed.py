@@ -5,8 +5,9 @@ thread by default. For each length it times:
 
 - plain SDPA: prefill in the manager's chunks with a ``DynamicCache``, then greedy decode steps;
 - the full-cache policy through the hook: the same chunks and steps (target ≤ 1.05× plain);
-- TOVA, SnapKV, StreamingLLM and H2O at a 25 % budget: prefill ÷ full-policy prefill (targets ≤ 1.15× for
-  the first three, ≤ 1.3× for H2O) and decode per token ÷ full (target ≤ 0.5× at 8k);
+- every budgeted policy (TOVA, SnapKV, StreamingLLM, H2O, ...) at a 25 % budget: prefill ÷ full-policy
+  prefill (targets ≤ 1.15× for TOVA, SnapKV and StreamingLLM, ≤ 1.3× for H2O) and decode per token ÷ full
+  (target ≤ 0.5× at 8k);
 - the NAMM (shipped checkpoint): memory-update seconds ÷ prefill seconds (target ≤ 10 % at 8k) and its
   whole episode (prefill + decode) ÷ plain SDPA (target ≤ 1.2× on 1–2k-token prompts).
 
@@ -26,13 +27,13 @@ from transformers import DynamicCache
 
 from namm_suite.adapters.models import load_causal_lm
 from namm_suite.atomic import write_bytes_atomic
+from namm_suite.attention import ATTN_IMPLEMENTATION
 from namm_suite.device import add_device_args, resolve_device, resolve_dtype
-from namm_suite.manager import MemoryConfig, MemoryManager
-from namm_suite.policies import create_policy
+from namm_suite.manager import MemoryConfig
+from namm_suite.policies import NAMM, REFERENCE, PolicySpec, is_reference, policy_names
 from namm_suite.shipped import SHIPPED_NAMM
 
 CHUNK, UPDATE_EVERY, BUDGET_FRACTION = 128, 512, 0.25
-POLICIES = ("tova", "snapkv", "streaming", "h2o")
 # random-weight model shapes (--random): what matters for speed is the shape, not the weights
 SHAPES = {
     "llama3-8b": {"vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
@@ -88,11 +89,11 @@ def time_plain(model, ids: torch.Tensor, steps: int, label: str = "plain sdpa") 
 
 @torch.no_grad()
 def time_policy(model, ids: torch.Tensor, steps: int, name: str, budget: int | None) -> Timing:
-    """A policy through the hook: the manager's chunked prefill, then ``steps`` greedy steps."""
+    """A policy through the hook (a NAMM: the shipped checkpoint): the manager's chunked prefill, then
+    ``steps`` greedy steps."""
     device = ids.device
-    options = {"checkpoint": str(SHIPPED_NAMM)} if name == "namm" else {}
-    manager = MemoryManager(create_policy(name, **options),
-                            MemoryConfig(update_every=UPDATE_EVERY, budget=budget, chunk_size=CHUNK))
+    manager = PolicySpec(name).build_manager(MemoryConfig(update_every=UPDATE_EVERY, budget=budget, chunk_size=CHUNK),
+                                             checkpoint=str(SHIPPED_NAMM))
     manager.new_cache()
     _reset_peak(device)
     start = time.perf_counter()
@@ -104,7 +105,7 @@ def time_policy(model, ids: torch.Tensor, steps: int, name: str, budget: int | N
     for _ in range(steps):
         logits = manager.forward(model, logits.argmax(-1, keepdim=True))
     _sync(device)
-    label = name if budget is None or name == "namm" else f"{name} @25%"
+    label = name if budget is None else f"{name} @25%"
     return Timing(label, ids.shape[1], prefill, 1000 * (time.perf_counter() - start) / max(steps, 1),
                   prefill_updates, _peak(device))
 
@@ -112,12 +113,12 @@ def time_policy(model, ids: torch.Tensor, steps: int, name: str, budget: int | N
 def load(model_name: str | None, random: str | None, device: str, dtype: torch.dtype):
     """The model with the namm hook: a checkpoint, or random weights of a :data:`SHAPES` entry."""
     if random is None:
-        return load_causal_lm(model_name, attn_implementation="namm", dtype=dtype, device=device)[0]
+        return load_causal_lm(model_name, attn_implementation=ATTN_IMPLEMENTATION, dtype=dtype, device=device)[0]
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPES[random]), attn_implementation="namm",
-                                                 dtype=dtype)
+        model = AutoModelForCausalLM.from_config(LlamaConfig(**SHAPES[random]),
+                                                 attn_implementation=ATTN_IMPLEMENTATION, dtype=dtype)
     return model.eval()
 
 
@@ -132,12 +133,12 @@ def run(model_name: str | None, lengths: list[int], steps: int, device: str, dty
         model.set_attn_implementation("sdpa")
         time_plain(model, ids[:, :CHUNK], 1)  # warm-up
         rows.append(time_plain(model, ids, steps))
-        model.set_attn_implementation("namm")
+        model.set_attn_implementation(ATTN_IMPLEMENTATION)
         hooked = model
-        rows.append(time_policy(hooked, ids, steps, "full", None))
-        for name in POLICIES:
+        rows.append(time_policy(hooked, ids, steps, REFERENCE, None))
+        for name in policy_names("required"):
             rows.append(time_policy(hooked, ids, steps, name, round(BUDGET_FRACTION * length)))
-        rows.append(time_policy(hooked, ids, steps, "namm", None))
+        rows.append(time_policy(hooked, ids, steps, NAMM, None))
     return rows
 
 
@@ -147,7 +148,7 @@ def table(rows: list[Timing]) -> str:
               "update ÷ prefill | peak MiB |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         plain = next(r for r in rows if r.length == row.length and r.label == "plain sdpa")
-        full = next(r for r in rows if r.length == row.length and r.label == "full")
+        full = next(r for r in rows if r.length == row.length and is_reference(r.label))
         peak = f"{row.peak_bytes / 2**20:.0f}" if row.peak_bytes else "-"
         lines.append(f"| {row.length} | {row.label} | {row.prefill_s:.2f} | {row.prefill_s / plain.prefill_s:.2f} | "
                      f"{row.prefill_s / full.prefill_s:.2f} | {row.decode_ms:.1f} | "
@@ -161,7 +162,7 @@ def namm_episode(rows: list[Timing], steps: int) -> list[str]:
     out = []
     for length in sorted({r.length for r in rows}):
         plain = next(r for r in rows if r.length == length and r.label == "plain sdpa")
-        namm = next(r for r in rows if r.length == length and r.label == "namm")
+        namm = next(r for r in rows if r.length == length and r.label == NAMM)
         total = (namm.prefill_s + steps * namm.decode_ms / 1000) / (plain.prefill_s + steps * plain.decode_ms / 1000)
         out.append(f"- {length} tokens: NAMM episode ÷ plain SDPA = {total:.2f}")
     return out

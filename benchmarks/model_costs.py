@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from namm_suite.adapters.language import LanguageAdapter
-from namm_suite.manager import MemoryConfig, MemoryManager
+from namm_suite.manager import MemoryConfig
 from namm_suite.policies import POLICIES, REFERENCE, PolicySpec
 from namm_suite.shipped import SHIPPED_NAMM
 
@@ -71,8 +71,8 @@ def measure(adapter: LanguageAdapter, ids: torch.Tensor, variant: PolicySpec | N
             decode: int = 0) -> CostRow:
     """Prefill ``ids`` under ``variant`` (None: full cache), then time ``decode`` greedy tokens (after one
     untimed step, which runs the update that the schedule left pending at the end of the prompt)."""
-    policy = (variant or PolicySpec(REFERENCE)).create()
-    manager = MemoryManager(policy, MemoryConfig(update_every=UPDATE_EVERY, budget=budget, chunk_size=CHUNK))
+    spec = variant or PolicySpec(REFERENCE)
+    manager = spec.build_manager(MemoryConfig(update_every=UPDATE_EVERY, budget=budget, chunk_size=CHUNK))
     manager.new_cache()
     start = time.perf_counter()
     logits = manager.forward(adapter.model, ids)

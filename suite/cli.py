@@ -132,11 +132,13 @@ def _load_include_paths(args: argparse.Namespace) -> None:
 
 
 def build_manager(args: argparse.Namespace):
-    """A MemoryManager from the memory arguments of ``namm generate``/``namm demo``."""
+    """A MemoryManager from the memory arguments of ``namm generate``."""
+    from .manager import MemoryConfig
     from .policies import PolicySpec
 
     return PolicySpec.parse(args.policy, "--policy").build_manager(
-        args.update_every, args.cache_size, checkpoint=args.namm_checkpoint, selection=args.selection)
+        MemoryConfig(update_every=args.update_every, budget=args.cache_size), checkpoint=args.namm_checkpoint,
+        selection=args.selection)
 
 
 def cmd_policies(args: argparse.Namespace) -> int:

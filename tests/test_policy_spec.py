@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from namm_suite.policies import POLICIES, PolicySpec, default_label
+from namm_suite.manager import MemoryConfig
+from namm_suite.policies import POLICIES, PolicySpec, default_label, policy_names
 from namm_suite.policies.spec import split_specs
 from namm_suite.report import aggregate, policy_label
 from namm_suite.results import read_rows
@@ -47,8 +48,15 @@ def test_each_policy_declares_its_budget_rule():
     assert set(rules.values()) == {"required"}
     assert [name for name in POLICIES.names() if not POLICIES.get(name).holds_memory] == ["full"]
     assert PolicySpec("full").budget_for(64) is None and PolicySpec("namm").budget_for(64) == 64
-    manager = PolicySpec.parse("streaming:sinks=2").build_manager(16, 32)
+    assert policy_names("required") == sorted(rules) and policy_names() == POLICIES.names()
+    manager = PolicySpec.parse("streaming:sinks=2").build_manager(MemoryConfig(update_every=16, budget=32))
     assert manager.budget == 32 and manager.policy.sinks == 2
+    full = PolicySpec("full").build_manager(MemoryConfig(update_every=16, budget=32, chunk_size=8))
+    assert full.config.budget is None and full.config.chunk_size == 8  # no budget applies, the schedule does
+    share = PolicySpec("namm").build_manager(MemoryConfig(update_every=16, budget_fraction=0.25))
+    assert share.config.budget_fraction == 0.25
+    with pytest.raises(ValueError, match="multiple of 16"):
+        PolicySpec("namm").build_manager(MemoryConfig(update_every=24))
 
 
 def test_import_loads_no_torch():

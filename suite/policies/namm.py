@@ -14,12 +14,13 @@ from ..namm.params import BamParams
 from ..namm.scorer import bam_scores
 from ..namm.selection import SELECTIONS
 from .base import MemoryPolicy, PolicyView, register_policy
+from .spec import NAMM
 
 EMA_KEY = "namm_ema"
 CONTEXT_KEY = "namm_ctx"
 
 
-@register_policy("namm")
+@register_policy(NAMM)
 @dataclass
 class NammPolicy(MemoryPolicy):
     """Neural Attention Memory Model (BAM): evolved scores from attention spectrograms decide what to keep.

@@ -14,12 +14,12 @@ cache size applies: the full cache), and ``holds_memory`` (False for the full ca
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from ..manager import MemoryManager
+    from ..manager import MemoryConfig, MemoryManager
     from .base import MemoryPolicy
 
 BudgetRule = Literal["required", "cap", "none"]
@@ -27,8 +27,10 @@ BUDGET_RULES: tuple[BudgetRule, ...] = ("required", "cap", "none")
 
 #: the full-cache reference policy every report compares with (registered under this name in ``full.py``)
 REFERENCE = "full"
-#: learned policies, listed first and drawn bold in reports (``namm.py`` registers under this name)
-LEARNED = ("namm",)
+#: the Neural Attention Memory Model (registered under this name in ``namm.py``)
+NAMM = "namm"
+#: learned policies, listed first and drawn bold in reports
+LEARNED = (NAMM,)
 
 
 def is_reference(label: str) -> bool:
@@ -149,14 +151,16 @@ class PolicySpec:
         """The manager budget for ``cache_size`` under the policy's budget rule (None when none applies)."""
         return None if self.policy_class().budget_rule == "none" else cache_size
 
-    def build_manager(self, update_every: int, cache_size: int | None, **defaults: Any) -> MemoryManager:
-        """A manager running this policy (``defaults`` as in :meth:`create`) every ``update_every`` tokens,
-        with ``cache_size`` tokens per head as its budget where the policy's budget rule takes one."""
-        from ..manager import MemoryConfig, MemoryManager
+    def build_manager(self, memory: MemoryConfig, **defaults: Any) -> MemoryManager:
+        """A manager running this policy (``defaults`` as in :meth:`create`) on ``memory``'s schedule, with
+        its budget (tokens per head, or a share) only where the policy's budget rule takes one."""
+        from ..manager import MemoryManager
 
         policy = self.create(**defaults)
-        policy.check_update_every(update_every)
-        return MemoryManager(policy, MemoryConfig(update_every=update_every, budget=self.budget_for(cache_size)))
+        policy.check_update_every(memory.update_every)
+        if self.policy_class().budget_rule == "none":
+            memory = replace(memory, budget=None, budget_fraction=None)
+        return MemoryManager(policy, memory)
 
     def title(self, options: Mapping[str, Any] | None = None) -> str:
         """The label, or :func:`default_label` of ``options`` (default: the spec's own)."""
