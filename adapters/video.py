@@ -128,7 +128,7 @@ def load_video_lm(name_or_path: str, dtype: torch.dtype = torch.float32, device:
 
     path = resolve_video_model(name_or_path)
     if is_tiny_video_llm(path):
-        model = TinyVideoLLM.load(path, attn_implementation=ATTN_IMPLEMENTATION).to(device, dtype)
+        model = TinyVideoLLM.load(path).to(device, dtype)
         return TinyVideoLM(model, PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True))
     model_type = json.loads((path / "config.json").read_text()).get("model_type")
     if model_type != "llava_next_video":

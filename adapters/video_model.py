@@ -147,14 +147,15 @@ class TinyVideoLLM(nn.Module):
         write_bytes_atomic(folder / WEIGHTS_FILE, save(state, metadata={"format": "pt"}))
 
     @classmethod
-    def load(cls, folder: Path, attn_implementation: str = "namm") -> TinyVideoLLM:
-        """Load a checkpoint folder written by :meth:`save`, in eval mode."""
+    def load(cls, folder: Path, attn_implementation: str | None = None) -> TinyVideoLLM:
+        """Load a checkpoint folder written by :meth:`save`, in eval mode, its LM with ``attn_implementation``
+        (default: the namm hook, :data:`~namm_suite.attention.ATTN_IMPLEMENTATION`)."""
         from safetensors.torch import load_file
 
-        if attn_implementation == "namm":
-            import namm_suite.attention  # noqa: F401  (registers the hook)
+        from namm_suite.attention import ATTN_IMPLEMENTATION  # importing it registers the hook
+
         config = read_config(Path(folder))
-        model = cls(config, attn_implementation=attn_implementation)
+        model = cls(config, attn_implementation=attn_implementation or ATTN_IMPLEMENTATION)
         missing, unexpected = model.load_state_dict(load_file(Path(folder) / WEIGHTS_FILE), strict=False)
         if unexpected or set(missing) - {"lm.lm_head.weight"}:
             raise ValueError(f"{folder}/{WEIGHTS_FILE} does not match {CONFIG_FILE}: missing {missing}, "

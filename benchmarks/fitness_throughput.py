@@ -30,7 +30,7 @@ import torch
 
 from namm_suite.atomic import write_bytes_atomic
 from namm_suite.evolution import EvolutionConfig, FitnessEvaluator, Stage
-from namm_suite.policies import create_policy
+from namm_suite.policies.namm import NammPolicy
 from namm_suite.provenance import provenance
 from namm_suite.shipped import SHIPPED_NAMM
 
@@ -64,7 +64,7 @@ def _config(model: str, length: int, update_every: int, fitness: str, dtype: str
 
 def members(count: int, seed: int = 0) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """``count`` θ around the shipped NAMM (σ = 0.065) and its μ, v."""
-    shipped = create_policy("namm", checkpoint=str(SHIPPED_NAMM))
+    shipped = NammPolicy(checkpoint=str(SHIPPED_NAMM))
     noise = np.random.default_rng(seed).normal(0.0, 0.065, (count, shipped.vector().numel()))
     return shipped.vector().numpy()[None] + noise, shipped.mu, shipped.var
 

@@ -19,7 +19,7 @@ import torch
 
 from namm_suite.namm.features import CONTEXT, GAMMA, HOP, N_BINS, N_FFT, build_features, update_ema
 from namm_suite.namm.scorer import backward_mask, bam_scores
-from namm_suite.policies import create_policy
+from namm_suite.policies.namm import NammPolicy
 from namm_suite.shipped import SHIPPED_NAMM
 
 
@@ -79,7 +79,7 @@ def naive_scores(ema: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor
 
 def measure(tokens: int, heads: int, update_every: int, seed: int = 0) -> ThroughputRow:
     """Run both implementations over one synthetic sequence; time only feature + scoring work."""
-    policy = create_policy("namm", checkpoint=str(SHIPPED_NAMM))
+    policy = NammPolicy(checkpoint=str(SHIPPED_NAMM))
     attn = causal_attention(tokens, heads, seed)
     ema = torch.zeros(1, heads, 0, N_BINS)
     context = torch.zeros(1, heads, 0, CONTEXT)

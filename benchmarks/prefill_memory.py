@@ -48,7 +48,7 @@ def _child(model: str, length: int, mode: str, chunk: int) -> dict:
     from namm_suite.adapters.models import load_causal_lm
     from namm_suite.attention import ATTN_IMPLEMENTATION
     from namm_suite.manager import MemoryConfig, MemoryManager
-    from namm_suite.policies import create_policy
+    from namm_suite.policies.namm import NammPolicy
 
     implementation = {"sdpa": "sdpa", "eager": "eager"}.get(mode, ATTN_IMPLEMENTATION)
     lm, _ = load_causal_lm(model, attn_implementation=implementation)
@@ -61,8 +61,7 @@ def _child(model: str, length: int, mode: str, chunk: int) -> dict:
     with torch.no_grad():
         if mode == "chunked":
             # θ = 0 NAMM: full cache, but eager attention rows recorded for the policy like any NAMM run
-            manager = MemoryManager(create_policy("namm"), MemoryConfig(update_every=max(chunk, 512),
-                                                                         chunk_size=chunk))
+            manager = MemoryManager(NammPolicy(), MemoryConfig(update_every=max(chunk, 512), chunk_size=chunk))
             manager.forward(lm, ids)
         else:
             lm(input_ids=ids, logits_to_keep=1)

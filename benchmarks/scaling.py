@@ -17,6 +17,7 @@ import torch
 
 from namm_suite.adapters.language import LanguageAdapter
 from namm_suite.atomic import save_figure_atomic
+from namm_suite.policies import NAMM, REFERENCE
 
 from . import model_costs
 
@@ -34,13 +35,13 @@ class ScaleRow:
 def run(model: str, lengths: list[int], known: list[model_costs.CostRow] | None = None,
         log=print) -> list[ScaleRow]:
     """Full cache and NAMM (25% cap) at every length, measuring only what ``known`` lacks."""
-    have = {(r.length, r.label): r for r in known or [] if r.label == "full" or
-            (r.label == "namm" and r.budget == int(r.length * FRACTION))}
+    have = {(r.length, r.label): r for r in known or [] if r.label == REFERENCE or
+            (r.label == NAMM and r.budget == int(r.length * FRACTION))}
     adapter = None
     rows = []
-    namm = next(v for v in model_costs.variants(["namm"]) if v.label == "namm")
+    namm = next(v for v in model_costs.variants([NAMM]) if v.label == NAMM)
     for length in lengths:
-        for label, variant in (("full", None), ("namm", namm)):
+        for label, variant in ((REFERENCE, None), (NAMM, namm)):
             row = have.get((length, label))
             if row is None:
                 if adapter is None:
@@ -66,13 +67,14 @@ def markdown(rows: list[ScaleRow]) -> str:
     lines = ["| tokens | full prefill s | NAMM prefill s | NAMM ÷ full | full KV MiB | NAMM KV MiB |",
              "|---|---|---|---|---|---|"]
     for n in lengths:
-        f, m = by[(n, "full")], by[(n, "namm")]
+        f, m = by[(n, REFERENCE)], by[(n, NAMM)]
         lines.append(f"| {n} | {f.prefill_s:.1f} | {m.prefill_s:.1f} | {m.prefill_s / f.prefill_s:.2f} | "
                      f"{f.kv_mib:.0f} | {m.kv_mib:.0f} |")
     if len(lengths) > 1:
-        lines.append(f"\nGrowth exponents (log-log slope): prefill time full {slope(rows, 'full', 'prefill_s'):.2f}, "
-                     f"NAMM {slope(rows, 'namm', 'prefill_s'):.2f}; KV memory full {slope(rows, 'full', 'kv_mib'):.2f}, "
-                     f"NAMM {slope(rows, 'namm', 'kv_mib'):.2f}. NAMM capped at {FRACTION:.0%} of the prompt.")
+        lines.append(f"\nGrowth exponents (log-log slope): prefill time full "
+                     f"{slope(rows, REFERENCE, 'prefill_s'):.2f}, NAMM {slope(rows, NAMM, 'prefill_s'):.2f}; "
+                     f"KV memory full {slope(rows, REFERENCE, 'kv_mib'):.2f}, NAMM {slope(rows, NAMM, 'kv_mib'):.2f}. "
+                     f"NAMM capped at {FRACTION:.0%} of the prompt.")
     return "\n".join(lines)
 
 
@@ -88,9 +90,9 @@ def plot(rows: list[ScaleRow], path: Path, model: str, threads: int) -> None:
     panels = ((axes[0], "prefill_s", "prefill time", "prefill seconds"),
               (axes[1], "kv_mib", "final KV cache size", "KV cache MiB"))
     for ax, field, title, ylabel in panels:
-        for label, style in (("full", "o-"), ("namm", "s-")):
+        for label, style, name in ((REFERENCE, "o-", "full cache"), (NAMM, "s-", f"NAMM (cap {FRACTION:.0%})")):
             pts = sorted((r.length, getattr(r, field)) for r in rows if r.label == label)
-            ax.plot(*zip(*pts), style, label="full cache" if label == "full" else f"NAMM (cap {FRACTION:.0%})")
+            ax.plot(*zip(*pts), style, label=name)
         ax.set(xscale="log", yscale="log", xlabel="context tokens", ylabel=ylabel, title=title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend()

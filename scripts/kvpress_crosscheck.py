@@ -32,14 +32,45 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 WORK = Path("runs/kvpress_crosscheck")
 KEEP = (75, 50, 25)  # percent of the context kept
-POLICIES = ("full", "streaming", "snapkv", "tova", "keynorm", "random")
 TASK = "longbench_multifieldqa_en"
-# the project's policy options that match kvpress's defaults
-POLICY_OPTIONS = {"snapkv": {"window": 64, "kernel": 5, "pooling": "avg"}, "tova": {"head_average": True}}
-TARGET = {"full": 3.0}  # points; every other policy: 5
+
+
+class Counterpart(NamedTuple):
+    """A project policy's kvpress counterpart: the press class (None: no press, the full cache), its arguments
+    besides ``compression_ratio``, and the project's policy options that match kvpress's defaults."""
+
+    press: str | None
+    press_args: dict[str, Any]
+    options: dict[str, Any]
+
+
+# by the project's policy name; the kvpress step runs without the project, so the names are spelled here, once
+COUNTERPARTS = {
+    "full": Counterpart(None, {}, {}),
+    "streaming": Counterpart("StreamingLLMPress", {}, {}),
+    "snapkv": Counterpart("SnapKVPress", {}, {"window": 64, "kernel": 5, "pooling": "avg"}),
+    "tova": Counterpart("TOVAPress", {}, {"head_average": True}),
+    "keynorm": Counterpart("KnormPress", {}, {}),
+    "random": Counterpart("RandomPress", {"seed": 0}, {}),
+}
+POLICIES = tuple(COUNTERPARTS)
+REFERENCE = next(name for name, counterpart in COUNTERPARTS.items() if counterpart.press is None)
+
+
+def keeps(policy: str) -> tuple[int | None, ...]:
+    """The context shares (percent) ``policy`` runs at: none for the full cache."""
+    return (None,) if policy == REFERENCE else KEEP
+
+
+def target(policy: str) -> float:
+    """The largest score difference (points) that agrees: 3 for the full cache, 5 for a press."""
+    return 3.0 if policy == REFERENCE else 5.0
+
+
 NOTES = """
 ## Known differences (deliberate)
 
@@ -92,15 +123,16 @@ def project(args: argparse.Namespace) -> None:
     config = SweepConfig(tasks=[TASK], policies=list(POLICIES), cache_sizes=[f"{k}%" for k in KEEP],
                          model=args.model, length=settings["window"], update_every=64,
                          data_path=str(WORK / "episodes.jsonl"), protocol="context", evict="once",
-                         max_new_tokens=settings["max_new_tokens"], policy_options=POLICY_OPTIONS)
+                         max_new_tokens=settings["max_new_tokens"],
+                         policy_options={name: c.options for name, c in COUNTERPARTS.items() if c.options})
     summary = run_sweep(config, WORK / "project.jsonl")
     print(f"{summary.written} rows, {len(summary.failed)} failed")
 
 
 def kvpress_side(args: argparse.Namespace) -> None:
     """kvpress's side (run with .venv-kvpress): its pipeline and presses on the same contexts and questions."""
+    import kvpress
     import torch
-    from kvpress import KnormPress, RandomPress, SnapKVPress, StreamingLLMPress, TOVAPress
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -108,21 +140,18 @@ def kvpress_side(args: argparse.Namespace) -> None:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
     pipe = pipeline("kv-press-text-generation", model=model, tokenizer=AutoTokenizer.from_pretrained(model_dir),
                     device="cpu")
-    presses = {"full": lambda r: None, "streaming": lambda r: StreamingLLMPress(compression_ratio=r),
-               "snapkv": lambda r: SnapKVPress(compression_ratio=r), "tova": lambda r: TOVAPress(compression_ratio=r),
-               "keynorm": lambda r: KnormPress(compression_ratio=r),
-               "random": lambda r: RandomPress(compression_ratio=r, seed=0)}
     out = WORK / "kvpress.jsonl"
     done = {(row["id"], row["policy"], row["keep"]) for row in map(json.loads, out.open())} if out.exists() else set()
     items = [json.loads(line) for line in (WORK / "kvpress_inputs.jsonl").open()]
     with out.open("a") as handle:
         for item in items:
-            for policy in POLICIES:
-                for keep in (None,) if policy == "full" else KEEP:
+            for policy, counterpart in COUNTERPARTS.items():
+                for keep in keeps(policy):
                     if (item["id"], policy, keep) in done:
                         continue
                     start = time.perf_counter()
-                    press = presses[policy](1 - keep / 100 if keep else 0.0)
+                    press = None if counterpart.press is None else getattr(kvpress, counterpart.press)(
+                        compression_ratio=1 - keep / 100, **counterpart.press_args)
                     answer = pipe(item["context"], question=item["question"], answer_prefix=item["cue"], press=press,
                                   max_new_tokens=item["max_new_tokens"], max_context_length=10**6)["answer"]
                     handle.write(json.dumps({"id": item["id"], "policy": policy, "keep": keep, "answer": answer,
@@ -145,24 +174,24 @@ def report(args: argparse.Namespace) -> None:
             keep = None if row["cache_size"] is None else int(str(row["cache_size"]).rstrip("%"))
             ours.setdefault((row["policy"], keep), {})[row["episode_id"]] = 100 * row["score"]
             kept.setdefault((row["policy"], keep), []).append(row["context_kept"])
-            if row["policy"] == "full":
+            if row["policy"] == REFERENCE:
                 context_tokens.append(row["context_tokens"])
     theirs: dict[tuple[str, int | None], dict[str, float]] = {}
     for row in read_rows(WORK / "kvpress.jsonl"):
         theirs.setdefault((row["policy"], row["keep"]), {})[row["id"]] = 100 * task.score(row["answer"], by_id[row["id"]])
     lines = ["# kvpress cross-check", "",
-             f"Generated by `scripts/kvpress_crosscheck.py` ({len(by_id)} LongBench-format episodes from `prose_qa`, "
-             f"{len(set(ours.get(('full', None), {})) & set(theirs.get(('full', None), {})))} of them finished by "
+             (f"Generated by `scripts/kvpress_crosscheck.py` ({len(by_id)} LongBench-format episodes from `prose_qa`, "
+             f"{len(set(ours.get((REFERENCE, None), {})) & set(theirs.get((REFERENCE, None), {})))} of them finished by "
              "both sides (each cell below averages the episodes both sides finished), "
              f"read by `{TASK}`; context {min(context_tokens)}–{max(context_tokens)} tokens of SmolLM2-135M, chat "
              "template, answer cue after the assistant header). Protocol `context` with one-shot compression on "
              "both sides (`namm run --protocol context --evict once`; kvpress's pipeline); scores are LongBench "
              "qa_f1 × 100 by the project's metric; answers capped at "
-             f"{json.loads((WORK / 'model.json').read_text())['max_new_tokens']} tokens on both sides. Target: |Δ| ≤ 3 for full, ≤ 5 otherwise.", "",
+             f"{json.loads((WORK / 'model.json').read_text())['max_new_tokens']} tokens on both sides. Target: |Δ| ≤ 3 for full, ≤ 5 otherwise."), "",
              "| policy | keep | project | kvpress | Δ | within target | same score | project: context kept/head |",
              "|---|---|---|---|---|---|---|---|"]
     for policy in POLICIES:
-        for keep in (None,) if policy == "full" else KEEP:
+        for keep in keeps(policy):
             both = sorted(set(ours.get((policy, keep), {})) & set(theirs.get((policy, keep), {})))
             a = [ours[(policy, keep)][i] for i in both]  # the episodes both sides finished
             b = [theirs[(policy, keep)][i] for i in both]
@@ -170,7 +199,7 @@ def report(args: argparse.Namespace) -> None:
                 lines.append(f"| {policy} | {keep or 100}% | | | | not run | | |")
                 continue
             delta = sum(a) / len(a) - sum(b) / len(b)
-            ok = "yes" if abs(delta) <= TARGET.get(policy, 5.0) else "**no**"
+            ok = "yes" if abs(delta) <= target(policy) else "**no**"
             held = kept[(policy, keep)]
             same = sum(x == y for x, y in zip(a, b, strict=True))
             lines.append(f"| {policy} | {keep or 100}% | {_mean(a)} | {_mean(b)} | {delta:+.1f} | {ok} | "

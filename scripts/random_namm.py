@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from namm_suite.policies import create_policy
+from namm_suite.policies.namm import NammPolicy
 
 
 def main() -> None:
@@ -22,8 +22,8 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.065)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    source = create_policy("namm", checkpoint=args.source)
-    policy = create_policy("namm")
+    source = NammPolicy(checkpoint=args.source)
+    policy = NammPolicy()
     generator = torch.Generator().manual_seed(args.seed)
     policy.set_vector(torch.randn(policy.vector().numel(), generator=generator) * args.sigma)
     policy.set_stats(source.mu, source.var, source.stats_count)

@@ -35,7 +35,7 @@ from transformers import DecisionTransformerConfig, DecisionTransformerModel
 from namm_suite.adapters.decision import DecisionAdapter, DTMeta
 from namm_suite.atomic import write_bytes_atomic
 from namm_suite.manager import MemoryManager
-from namm_suite.policies import create_policy
+from namm_suite.policies import REFERENCE, create_policy
 from namm_suite.tasks.decision import dataset_statistics, env_spec, load_d4rl, load_minari
 
 
@@ -167,7 +167,7 @@ def main() -> None:
     def evaluate() -> list[float]:
         """Window-protocol returns of the current model on env seeds 10000, 10001, ..."""
         adapter = DecisionAdapter(model, meta(), protocol="window")
-        manager = MemoryManager(create_policy("full"))
+        manager = MemoryManager(create_policy(REFERENCE))
         return [adapter.rollout(spec.env_id, 10_000 + i, 1000, adapter.meta.target_return, manager).output
                 for i in range(a.eval_episodes)]
 

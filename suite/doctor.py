@@ -110,8 +110,9 @@ def _embedded_model() -> str:
     import torch
 
     from .adapters.models import load_causal_lm
+    from .attention import ATTN_IMPLEMENTATION
 
-    model, tokenizer = load_causal_lm("smollm2-135m", attn_implementation="namm")
+    model, tokenizer = load_causal_lm("smollm2-135m", attn_implementation=ATTN_IMPLEMENTATION)
     ids = tokenizer("The doctor is in.", return_tensors="pt").input_ids
     with torch.no_grad():
         logits = model(ids).logits

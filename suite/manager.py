@@ -372,8 +372,10 @@ class MemoryManager:
         if self.policy.needs_attention:
             buffer = self._attention.get(layer.layer_idx)
             if buffer is None:
+                from .attention import ATTN_IMPLEMENTATION
+
                 raise RuntimeError(f"policy {self.policy.name!r} needs attention but none was recorded: "
-                                   "load the model with attn_implementation='namm'")
+                                   f"load the model with attn_implementation={ATTN_IMPLEMENTATION!r}")
             attn = buffer.read(layer.dropped, layer.keys.shape[-2])
         return PolicyView(
             layer=layer.layer_idx,

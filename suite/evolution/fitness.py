@@ -14,7 +14,8 @@ import torch
 
 from ..manager import MemoryConfig, MemoryManager
 from ..namm.features import RunningStats
-from ..policies import create_policy
+from ..policies import REFERENCE, create_policy
+from ..policies.namm import NammPolicy
 from .config import EvolutionConfig
 
 
@@ -75,11 +76,11 @@ class FitnessEvaluator:
 
     def full(self, episode) -> EpisodeResult:
         """The base model's full-cache result on ``episode``."""
-        return self.run(episode, create_policy("full"))
+        return self.run(episode, create_policy(REFERENCE))
 
     def member(self, theta: np.ndarray, mu: torch.Tensor, var: torch.Tensor, episodes: list) -> list[EpisodeResult]:
         """Results of the NAMM with parameters ``theta`` (4172 floats) and frozen statistics on ``episodes``."""
-        policy = create_policy("namm", selection=self.config.selection)
+        policy = NammPolicy(selection=self.config.selection)
         policy.set_vector(torch.as_tensor(np.asarray(theta), dtype=torch.float32))
         policy.set_stats(mu, var)
         return [self.run(episode, policy) for episode in episodes]
@@ -100,7 +101,7 @@ class FitnessEvaluator:
             if len(group) == 1:
                 out.append(self.member(group[0], mu, var, episodes))
                 continue
-            policy = create_policy("namm", selection=self.config.selection)
+            policy = NammPolicy(selection=self.config.selection)
             policy.set_vectors(torch.as_tensor(group, dtype=torch.float32))
             policy.set_stats(mu, var)
             rows = [self._batched(episode, policy, len(group)) for episode in episodes]
@@ -115,7 +116,7 @@ class FitnessEvaluator:
 
     def statistics(self, episodes: list) -> RunningStats:
         """docs/namm-spec.md §7: μ, v of all un-standardised EMA vectors of a full-cache (θ = 0) pass."""
-        policy = create_policy("namm", collect_stats=True)
+        policy = NammPolicy(collect_stats=True)
         for episode in episodes:
             self.run(episode, policy)
         return policy.stats

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..atomic import write_bytes_atomic
 from ..namm.params import NUM_PARAMS
-from ..policies import create_policy
+from ..policies.namm import NammPolicy
 from ..provenance import provenance
 from ..results import append_row, check_writable, read_rows
 from .backends import make_backend
@@ -91,7 +91,7 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
     state_path = out / "state.pkl"
     state = load_state(state_path)
     if state is None and config.init is not None:
-        start = create_policy("namm", checkpoint=config.init)
+        start = NammPolicy(checkpoint=config.init)
         state = EvolutionState(new_strategy(config, start.vector().numpy().astype(np.float64)), start.mu,
                                start.var, start.stats_count)
         logger.info("search mean and standardisation statistics from %s", config.init)
@@ -220,7 +220,7 @@ def _evaluate_mean(config, evaluator, backend, state: EvolutionState, tasks: lis
 
 
 def _save_checkpoint(config: EvolutionConfig, state: EvolutionState, path: Path, fitness: float) -> None:
-    policy = create_policy("namm", selection=config.selection)
+    policy = NammPolicy(selection=config.selection)
     policy.set_vector(torch.as_tensor(state.es.mean, dtype=torch.float32))
     policy.set_stats(state.mu, state.var, state.count)
     policy.hparams = type(policy.hparams)(update_every=config.update_every, selection=config.selection)
