@@ -24,6 +24,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -100,6 +101,20 @@ def resolve_dt(name_or_path: str) -> Path:
     return path
 
 
+class ActionReadout(torch.nn.Module):
+    """A DT's encoder and action head as the causal model :meth:`MemoryManager.forward` drives: its ``logits``
+    are the action predictions ``[B, logits_to_keep, act_dim]`` of the last positions, as a causal LM's are
+    its head's scores (only those read from a state token are actions the DT takes)."""
+
+    def __init__(self, model: DecisionTransformerModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs_embeds: torch.Tensor, logits_to_keep: int = 0, **kwargs) -> SimpleNamespace:
+        hidden = self.model.encoder(inputs_embeds=inputs_embeds, **kwargs).last_hidden_state
+        return SimpleNamespace(logits=self.model.predict_action(hidden[:, -logits_to_keep:]))
+
+
 class DecisionAdapter:
     """Runs a Decision Transformer episode in a Gymnasium environment under a :class:`MemoryManager`."""
 
@@ -117,6 +132,7 @@ class DecisionAdapter:
             raise ValueError(f"the model must be loaded with attn_implementation={ATTN_IMPLEMENTATION!r}, "
                              f"got {model.config._attn_implementation!r}")
         self.model = model.eval()
+        self.readout = ActionReadout(self.model)
         self.meta = meta
         self.protocol = protocol
         self.threads = threads
@@ -160,15 +176,11 @@ class DecisionAdapter:
 
     @torch.no_grad()
     def act_cached(self, manager: MemoryManager, embeds: torch.Tensor) -> torch.Tensor:
-        """Append ``embeds [1, n, E]`` to the manager's cache in schedule-aligned passes; return the
-        action prediction ``[act_dim]`` read from the last token (the state token)."""
-        hidden = None
-        for start, end in manager.chunk_bounds(embeds.shape[1], manager.cache.seen_tokens):
-            chunk = embeds[:, start:end]
-            out = self.model.encoder(inputs_embeds=chunk, cache=manager.cache, use_cache=True,
-                                     position_ids=torch.zeros(chunk.shape[:2], dtype=torch.long))
-            hidden = out.last_hidden_state[:, -1]
-        return self.model.predict_action(hidden)[0]
+        """Append ``embeds [1, n, E]`` to the manager's cache in schedule-aligned passes
+        (:meth:`MemoryManager.forward`); return the action prediction ``[act_dim]`` read from the last token
+        (the state token)."""
+        positions = torch.zeros(embeds.shape[:2], dtype=torch.long)
+        return manager.forward(self.readout, inputs_embeds=embeds, position_ids=positions)[0]
 
     @torch.no_grad()
     def act_window(self, history: dict[str, list], context_steps: int) -> torch.Tensor:

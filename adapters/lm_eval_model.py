@@ -4,7 +4,7 @@
 two model calls replaced, so that the KV cache is managed by a :class:`MemoryManager` in both of them:
 
 - ``loglikelihood`` (multiple choice, perplexity): one sequence at a time, context then continuation fed in
-  schedule-aligned chunks (:meth:`MemoryManager.chunk_bounds`); evictions happen between passes exactly as
+  schedule-aligned chunks (:meth:`MemoryManager.forward`); evictions happen between passes exactly as
   the schedule dictates (docs/namm-spec.md §1), and the continuation is scored from the logits of those
   passes.
 - ``generate_until``: greedy decoding, one token per pass after a chunked prefill, stopping at the EOS
@@ -194,23 +194,17 @@ class NammLM(HFLM):
     def _continuation_logprobs(self, context: list[int], continuation: list[int]) -> torch.Tensor:
         """Log-probabilities ``[len(continuation), V]`` (``HFLM``'s left truncation to ``max_length``).
 
-        Context and continuation run as one stream of schedule-aligned chunks through a fresh cache: every
-        chunk ends on a multiple of ``chunk_size``, so memory updates fall where they would when decoding,
-        and the continuation's logits are read from the passes that contain it."""
+        Context and continuation run as one stream of schedule-aligned chunks through a fresh cache
+        (:meth:`MemoryManager.forward`): memory updates fall where they would when decoding, and the
+        continuation's logits are read from the passes that contain it."""
         tokens = (context + continuation)[-(self.max_length + 1):]
         inputs = torch.tensor([tokens[:-1]], dtype=torch.long, device=self.device)
-        first = inputs.shape[1] - len(continuation)  # first position whose logits score the continuation
-        cache = self.manager.new_cache()
-        pieces = []
+        first = max(inputs.shape[1] - len(continuation), 0)  # first position whose logits score the continuation
+        self.manager.new_cache()
         with self._autocast():
-            for start, end in self.manager.chunk_bounds(inputs.shape[1]):
-                keep = end - max(start, first)  # logits_to_keep=0 would mean "all", hence max(keep, 1)
-                out = self.model(input_ids=inputs[:, start:end], cache=cache, use_cache=True,
-                                 logits_to_keep=max(keep, 1))
-                if keep > 0:
-                    pieces.append(out.logits[0, -keep:])
+            logits = self.manager.forward(self.model, inputs, logits_from=first)[0]
         self.memory_log.append(self.manager.stats())
-        return F.log_softmax(torch.cat(pieces), dim=-1, dtype=self.softmax_dtype)
+        return F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
 
     # ---- generation ----------------------------------------------------------------------------------
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:

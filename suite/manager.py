@@ -428,10 +428,11 @@ class MemoryManager:
     def forward(self, model: torch.nn.Module, input_ids: torch.Tensor | None = None,
                 inputs_embeds: torch.Tensor | None = None, all_logits: bool = False,
                 valid: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-                **kwargs) -> torch.Tensor:
+                logits_from: int | None = None, **kwargs) -> torch.Tensor:
         """Feed ``input_ids [B, T]`` or ``inputs_embeds [B, T, E]`` in schedule-aligned chunks through
         ``model`` with the manager's cache; return the logits of the last position ``[B, V]``, or of every
-        position ``[B, T, V]`` with ``all_logits`` (teacher forcing).
+        position ``[B, T, V]`` with ``all_logits`` (teacher forcing), or of positions ``logits_from`` to
+        ``T - 1`` ``[B, T - logits_from, V]`` (scoring a continuation: each pass computes only those).
 
         A ragged batch (see :func:`namm_suite.batching.pad_rows`) gives ``valid`` bool ``[B, T]`` (False on
         padding, which is cached as invalid slots: never attended to, never kept) and ``position_ids``
@@ -440,6 +441,9 @@ class MemoryManager:
         if self.cache is None:
             self.new_cache()
         data = input_ids if input_ids is not None else inputs_embeds
+        first = 0 if all_logits else logits_from  # the first position whose logits are returned; None: the last
+        if first is not None and not 0 <= first < data.shape[1]:
+            raise ValueError(f"logits_from must lie in [0, {data.shape[1]}) for {data.shape[1]} tokens, got {first}")
         logits = []
         try:
             for start, end in self.chunk_bounds(data.shape[1], self.cache.seen_tokens):
@@ -451,14 +455,15 @@ class MemoryManager:
                 if position_ids is not None:
                     chunk["position_ids"] = position_ids[:, start:end]
                 self.cache.incoming_valid = None if valid is None else valid[:, start:end]
-                out = model(**chunk, cache=self.cache, use_cache=True, logits_to_keep=0 if all_logits else 1,
-                            **kwargs)
-                logits.append(out.logits)
+                keep = 1 if first is None else end - max(start, first)  # logits_to_keep=0 would mean "all"
+                out = model(**chunk, cache=self.cache, use_cache=True, logits_to_keep=max(keep, 1), **kwargs)
+                if keep > 0:
+                    logits.append(out.logits[:, -keep:])
         finally:
             self.cache.incoming_valid = None
         rows = max(self.rows, data.shape[0])
         logits = [out.expand(rows, *out.shape[1:]) for out in logits]
-        return torch.cat(logits, dim=1) if all_logits else logits[-1][:, -1]
+        return logits[-1][:, -1] if first is None else torch.cat(logits, dim=1)
 
     def stats(self) -> MemoryStats:
         """Statistics of the current sequence so far."""

@@ -120,3 +120,20 @@ def test_schedule_matches_reference():
             token = manager.forward(model, token).argmax(-1, keepdim=True)
     n_layers = model.config.num_hidden_layers
     assert rows == [(512, 512)] * n_layers + [(1024, 512)] * n_layers
+
+
+@pytest.mark.parametrize("first", [0, 37, 63, 99])
+def test_logits_from_reads_the_tail_of_every_position(first: int):
+    """``forward(logits_from=k)`` returns what ``all_logits`` returns from position k on, under the same
+    evictions (the lm-eval bridge scores a continuation with it), and rejects a k outside the input."""
+    model, ids = tiny_model("llama"), random_ids(100, seed=3)
+    results = []
+    for options in ({"all_logits": True}, {"logits_from": first}):
+        manager = MemoryManager(create_policy("h2o"), MemoryConfig(update_every=16, budget=12))
+        manager.new_cache()
+        results.append((manager.forward(model, ids, **options), manager.stats()))
+    (every, stats_every), (tail, stats_tail) = results
+    assert tail.shape == (1, 100 - first, every.shape[-1]) and stats_tail.n_updates == stats_every.n_updates > 4
+    assert torch.allclose(tail, every[:, first:], atol=1e-5, rtol=0)  # the head on fewer rows: last bits differ
+    with pytest.raises(ValueError, match=r"logits_from must lie in \[0, 100\)"):
+        manager.forward(model, ids, logits_from=100)
