@@ -304,7 +304,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"results file not found: {path}")
-    report = write_report(paths, Path(args.out), title=args.title, axis=args.axis, spread=args.spread)
+    report = write_report(paths, Path(args.out), title=args.title, axis=args.axis, spread=args.spread,
+                          notes=Path(args.notes) if args.notes else None)
     for written in report.paths:
         print(f"wrote {written}")
     if report.failed:
@@ -477,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="figures' x axis: mean tokens kept per head, or the %% of the context kept")
     report.add_argument("--spread", choices=["se", "ci95"], default="se",
                         help="± in the tables: standard error, or the 95%% confidence interval (Student's t)")
+    report.add_argument("--notes", default=None, metavar="FILE.md",
+                        help="markdown appended after the tables (the written reading; kept apart so the report "
+                        "is regenerated whole)")
     report.set_defaults(func=cmd_report)
 
     evolve = command("evolve", help="evolve a NAMM with CMA-ES (resumes from OUT/state.pkl)")

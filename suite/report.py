@@ -92,8 +92,13 @@ def _size_order(size: int | str) -> tuple[bool, float]:
 
 
 def policy_label(row: dict[str, Any]) -> str:
-    """The policy's name in tables: the row's ``label`` (a sweep's named variant), else
+    """The policy's name in tables: ``window-K`` for a row of the cache-free window protocol (the
+    ``decision-window`` adapter re-encodes the last K steps; it runs policy ``full``, whose cache rows it
+    must not join), else the row's ``label`` (a sweep's named variant), else
     :func:`~namm_suite.policies.default_label` (NAMM rows name their rule and checkpoint, θ = 0 without one)."""
+    extra = row.get("extra") or {}
+    if extra.get("protocol") == "window" and "context_steps" in extra:
+        return f"window-{extra['context_steps']}"
     return row.get("label") or default_label(row["policy"], row.get("policy_options") or {})
 
 
@@ -236,14 +241,19 @@ def prompt_length(rows: list[dict[str, Any]]) -> str:
 
 
 def write_report(results: list[Path], out: Path, title: str | None = None, axis: str = "tokens",
-                 spread: str = "se") -> Report:
+                 spread: str = "se", notes: Path | None = None) -> Report:
     """Write ``out`` (.md) with one table per task and protocol, the failed cells, and ``out`` stem +
     ``_<task>[_<protocol>].png`` figures (one figure named ``out.png`` when there is a single table).
-    ``axis``: the figures' x axis, ``tokens`` (mean kept per head) or ``fraction`` (% of the context kept)."""
+    ``axis``: the figures' x axis, ``tokens`` (mean kept per head) or ``fraction`` (% of the context kept).
+    ``notes``: a markdown file (the written reading of the result) appended after the generated part, so
+    the report is regenerated whole and the hand-written text lives apart from it."""
     if axis not in ("tokens", "fraction"):
         raise ValueError(f"axis must be 'tokens' or 'fraction', got {axis!r}")
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {sorted(SPREADS)}, got {spread!r}")
+    if notes is not None and not notes.is_file():
+        raise FileNotFoundError(f"notes file not found: {notes}")
+    reading = None if notes is None else notes.read_text(encoding="utf-8")
     rows = latest_per_key([row for path in results for row in _sweep_rows(path)])
     if not rows:
         raise ValueError(f"no result rows in {', '.join(map(str, results))}")
@@ -278,5 +288,7 @@ def write_report(results: list[Path], out: Path, title: str | None = None, axis:
         text += [markdown_table(task, cells[task], spread), f"![{task}]({figure.name})", ""]
     if failures:
         text.append(failures_table(failures))
+    if reading is not None:
+        text.append(reading)
     write_text_atomic(out, "\n".join(text))
     return Report(written, len(ok), sum(c[3] for c in failures), failures)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from namm_suite.cli import main
 from namm_suite.results import read_rows
 from namm_suite.runner import SweepConfig, run_sweep
 from namm_suite.tasks.decision import normalised_score
@@ -43,9 +42,9 @@ def test_sweep_rows_and_report(dt_checkpoint, tmp_path):
     window = SweepConfig(tasks=["hopper"], policies=["full"], adapter="decision-window", model=str(dt_checkpoint),
                          seeds=[0], length=90, update_every=16)
     assert run_sweep(window, window_out).written == 1
-    report = tmp_path / "dt.md"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "decision_report.py"), str(out), str(window_out),
-                    "--out", str(report)], check=True)
+    report, notes = tmp_path / "dt.md", tmp_path / "notes.md"
+    notes.write_text("## Reading\n\nwritten by hand\n")
+    assert main(["report", str(out), str(window_out), "--out", str(report), "--notes", str(notes)]) == 0
     text = report.read_text()
     assert "| window-5 |" in text and "| streaming |" in text and "namm [namm_smollm2]" in text
-    assert (tmp_path / "dt.png").is_file()
+    assert text.endswith("## Reading\n\nwritten by hand\n") and (tmp_path / "dt.png").is_file()

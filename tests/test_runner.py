@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from namm_suite.cli import main
 from namm_suite.report import aggregate, write_report
 from namm_suite.results import ResultsError, append_row, read_rows
 from namm_suite.runner import SweepConfig, expand, run_sweep
@@ -141,3 +142,20 @@ def test_ci95_golden_and_report_spread(tmp_path):
     assert "95% confidence interval" in (tmp_path / "ci.md").read_text()
     with pytest.raises(ValueError, match="spread"):
         write_report([out], tmp_path / "bad.md", spread="iqr")
+
+
+def test_report_window_rows_and_notes(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter())
+    full = next(row for row in read_rows(out) if row["policy"] == "full")
+    window = {**full, "key": "window", "score": 0.5, "extra": {"protocol": "window", "context_steps": 20}}
+    append_row(out, window)  # the decision-window adapter's row: policy full, no cache
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Reading\n\nby hand\n")
+    assert main(["report", str(out), "--out", str(tmp_path / "report.md"), "--notes", str(notes)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "| window-20 |  |  | 0.500 ± 0.000, 50% of full (kept 16, n=1) |" in text
+    assert "| full |  |  | 1.000 ± 0.000, 100% of full (kept 16, n=6) |" in text  # not merged with window-20
+    assert text.endswith("\n## Reading\n\nby hand\n")
+    assert main(["report", str(out), "--out", str(tmp_path / "x.md"), "--notes", str(tmp_path / "no.md")]) == 2
+    assert "notes file not found" in capsys.readouterr().err and not (tmp_path / "x.md").exists()
