@@ -109,7 +109,7 @@ def _config(fields: dict[str, Any], where: str) -> SweepConfig:
         raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
     try:
         return SweepConfig(**fields)
-    except (TypeError, ValueError, UnknownNameError) as err:
+    except (TypeError, ValueError, OSError, UnknownNameError) as err:  # OSError: a missing checkpoint
         raise ValueError(f"{where}: {' '.join(str(err).split())}") from None
 
 

@@ -112,3 +112,26 @@ def test_shipped_sweep_files_load(path):
     assert sweeps and all(sweep.out.suffix == ".jsonl" for sweep in sweeps)
     labels = [spec.title() for sweep in sweeps for spec in sweep.config.specs]
     assert any(label.startswith("namm") for label in labels)
+
+
+def test_missing_checkpoint_names_the_file_and_run(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("tasks: [toy_echo]\nout: r.jsonl\nruns: [{policies: [full]}, {policies: ['namm:checkpoint=nope']}]")
+    with pytest.raises(ValueError, match=r"s\.yaml: runs\[1\]: .*nope"):
+        load_sweep_file(sweep)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sweep_language.yaml", "sweep_video.yaml", "sweep_decision.yaml"])
+def test_committed_results_are_planned_whole(name, monkeypatch):
+    """Each sweep file behind committed results plans every committed row and nothing more (namm run --plan:
+    0 missing), so its `namm run` recomputes nothing and a change to the resume key cannot orphan them."""
+    from namm_suite.plan import plan_sweeps
+
+    monkeypatch.chdir(ROOT)
+    plans, latest = plan_sweeps(load_sweep_file(Path("configs") / name))
+    for out, rows in latest.items():
+        mine = [plan for plan in plans if plan.out == out]
+        assert [sum(plan.total(count) for plan in mine) for count in ("done", "failed", "missing")] == [
+            len(rows), 0, 0], out
+        assert set(rows) == set().union(*(plan.keys for plan in mine)), out
