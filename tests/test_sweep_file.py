@@ -135,3 +135,22 @@ def test_committed_results_are_planned_whole(name, monkeypatch):
         assert [sum(plan.total(count) for plan in mine) for count in ("done", "failed", "missing")] == [
             len(rows), 0, 0], out
         assert set(rows) == set().union(*(plan.keys for plan in mine)), out
+
+
+def test_readme_regenerates_every_committed_results_file():
+    """Every results/*.jsonl of `namm run` rows is in the README's "Regenerating the committed results" table,
+    beside a sweep file that exists and writes it."""
+    import json
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("**Regenerating the committed results.**"):].split("\n\n")[1]
+    pairs = re.findall(r"\| `results/[^`]+` \| `(configs/[^`]+)` \| `([^`]+)`", table)
+    for path in sorted((ROOT / "results").glob("*.jsonl")):
+        with path.open(encoding="utf-8") as handle:
+            if "key" not in json.loads(handle.readline()):
+                continue  # not `namm run` rows (a training log)
+        name = f"results/{path.name}"
+        configs = [config for config, report in pairs if name in report.split()]
+        assert configs, f"{name} is in no README report command"
+        assert name in (ROOT / configs[0]).read_text(encoding="utf-8"), f"{configs[0]} does not write {name}"
