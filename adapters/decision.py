@@ -34,15 +34,18 @@ from transformers import DecisionTransformerConfig, DecisionTransformerModel
 from namm_suite.attention import ATTN_IMPLEMENTATION
 from namm_suite.manager import MemoryManager, MemoryStats
 from namm_suite.policies import POLICIES, REFERENCE
+from namm_suite.registry import Registry
 from namm_suite.shipped import CHECKPOINTS
 from namm_suite.tasks.base import Episode
 
 from .base import ADAPTERS, Prediction
-from .models import check_not_a_path
+from .models import resolve_model
 
 META_FILE = "dt_meta.json"
 # embedded names of the project's own trained DTs (scripts/train_dt.py)
-SHIPPED_DTS = {"dt-hopper": CHECKPOINTS / "dt_hopper", "dt-walker2d": CHECKPOINTS / "dt_walker2d"}
+SHIPPED_DTS: Registry[Path] = Registry("Decision Transformer")
+SHIPPED_DTS.register("dt-hopper")(CHECKPOINTS / "dt_hopper")
+SHIPPED_DTS.register("dt-walker2d")(CHECKPOINTS / "dt_walker2d")
 PROTOCOLS = ("cache", "window")
 
 
@@ -86,19 +89,6 @@ class DTMeta:
 
     def save(self, folder: Path) -> None:
         (folder / META_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n")
-
-
-def resolve_dt(name_or_path: str) -> Path:
-    """A shipped DT name (``dt-hopper``) or a local checkpoint directory holding ``config.json``."""
-    if name_or_path in SHIPPED_DTS:
-        return SHIPPED_DTS[name_or_path]
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
-        check_not_a_path(name_or_path)
-    if not (path / "config.json").is_file():
-        raise ValueError(f"unknown Decision Transformer {name_or_path!r}: give one of "
-                         f"{', '.join(SHIPPED_DTS)} or a local checkpoint directory holding config.json")
-    return path
 
 
 class ActionReadout(torch.nn.Module):
@@ -146,7 +136,7 @@ class DecisionAdapter:
         if device != "cpu" or dtype != torch.float32:
             raise ValueError(f"the decision adapter runs on the CPU in fp32, got device {device!r}, dtype "
                              f"{str(dtype).removeprefix('torch.')}: pass --device cpu --dtype fp32")
-        path = resolve_dt(name_or_path)
+        path = resolve_model(name_or_path, SHIPPED_DTS)
         # a DT reads no tokens: GPT-2's bos/eos ids (50256, in configs saved by transformers) only make
         # transformers warn that they lie outside the vocabulary of 1 on every load
         try:

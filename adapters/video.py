@@ -36,7 +36,7 @@ from namm_suite.tasks.video.frames import read_frames
 
 from .base import ADAPTERS, PositionGuard, Prediction
 from .language import greedy_decode, prefill_prompt
-from .models import check_not_a_path
+from .models import resolve_model
 from .video_model import TinyVideoLLM, is_tiny_video_llm
 
 # embedded video-LLMs: name -> checkpoint folder shipped with the project
@@ -108,25 +108,11 @@ class LlavaNextVideoLM:
         return embeds.masked_scatter(mask, features.to(embeds.dtype))
 
 
-def resolve_video_model(name_or_path: str) -> Path:
-    """An embedded video-LLM name (``tiny-video-llm``) or a local checkpoint folder holding ``config.json``."""
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
-        check_not_a_path(name_or_path)
-        try:
-            path = VIDEO_MODELS.get(name_or_path)
-        except KeyError as error:
-            raise ValueError(f"{error}. A local checkpoint folder (holding config.json) is accepted too.") from None
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a video-LLM checkpoint folder: it has no config.json")
-    return path
-
-
 def load_video_lm(name_or_path: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> VideoLM:
     """Load the tiny video-LLM or a LlavaNextVideo checkpoint, its LM with ``attn_implementation="namm"``."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    path = resolve_video_model(name_or_path)
+    path = resolve_model(name_or_path, VIDEO_MODELS)
     if is_tiny_video_llm(path):
         model = TinyVideoLLM.load(path).to(device, dtype)
         return TinyVideoLM(model, PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True))

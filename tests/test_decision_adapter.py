@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
 import namm_suite.attention  # noqa: F401  (registers attn_implementation="namm")
-from namm_suite.adapters.decision import SHIPPED_DTS, DecisionAdapter, DTMeta, resolve_dt
+from namm_suite.adapters.decision import SHIPPED_DTS, DecisionAdapter, DTMeta
+from namm_suite.adapters.models import resolve_model
 from namm_suite.manager import MemoryConfig, MemoryManager
 from namm_suite.policies import POLICIES, create_policy
 from namm_suite.shipped import SHIPPED_NAMM
@@ -130,10 +131,10 @@ def test_errors_are_clear(models):
     with pytest.raises(ValueError, match="attn_implementation='namm'"):
         DecisionAdapter(reference, meta())
     with pytest.raises(ValueError, match="unknown Decision Transformer 'dt-ant'.*dt-hopper"):
-        resolve_dt("dt-ant")
+        resolve_model("dt-ant", SHIPPED_DTS)
 
 
-@pytest.mark.skipif(not (SHIPPED_DTS["dt-hopper"] / "config.json").is_file(), reason="dt-hopper not trained yet")
+@pytest.mark.skipif(not (SHIPPED_DTS.get("dt-hopper") / "config.json").is_file(), reason="dt-hopper not trained yet")
 def test_shipped_dt_hopper_loads_and_acts():
     adapter = DecisionAdapter.from_pretrained("dt-hopper")
     assert adapter.meta.env_id == "Hopper-v5" and adapter.meta.context_steps == 20

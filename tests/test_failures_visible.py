@@ -427,17 +427,19 @@ def test_video_tokens_past_the_models_maximum_positions_warn_with_counts(tmp_pat
 
 
 def test_model_arguments_that_are_files_or_missing_paths_are_named(tmp_path, tiny_checkpoint, capsys):
-    from namm_suite.adapters.decision import resolve_dt
-    from namm_suite.adapters.models import load_causal_lm, resolve_model
-    from namm_suite.adapters.video import resolve_video_model
+    from namm_suite.adapters.decision import SHIPPED_DTS
+    from namm_suite.adapters.models import EMBEDDED_MODELS, load_causal_lm, resolve_model
+    from namm_suite.adapters.video import VIDEO_MODELS
 
     a_file = tmp_path / "weights.bin"
     a_file.write_text("x")
-    for resolve in (resolve_model, resolve_video_model, resolve_dt):
+    for shipped in (EMBEDDED_MODELS, VIDEO_MODELS, SHIPPED_DTS):
         with pytest.raises(FileNotFoundError, match=f"{a_file} is a file; pass a model folder"):
-            resolve(str(a_file))
+            resolve_model(str(a_file), shipped)
         with pytest.raises(FileNotFoundError, match=f"no such model folder: {tmp_path / 'missing'}$"):
-            resolve(str(tmp_path / "missing"))
+            resolve_model(str(tmp_path / "missing"), shipped)
+        with pytest.raises(FileNotFoundError, match=f"{tmp_path} is not a Hugging Face checkpoint directory"):
+            resolve_model(str(tmp_path), shipped)  # a folder without config.json
     with pytest.raises(ValueError, match="unknown embedded model 'smollm3'"):  # a bare name: the registry
         resolve_model("smollm3")
     assert main(["generate", "--model", str(a_file), "--prompt", "hi"]) == 2

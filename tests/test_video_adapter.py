@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from namm_suite.adapters.base import create_adapter
-from namm_suite.adapters.video import LlavaNextVideoLM, VideoAdapter, load_video_lm, resolve_video_model
+from namm_suite.adapters.models import resolve_model
+from namm_suite.adapters.video import VIDEO_MODELS, LlavaNextVideoLM, VideoAdapter, load_video_lm
 from namm_suite.adapters.video_model import TinyVideoLLM, TinyVideoLLMConfig, build_tokenizer
 from namm_suite.manager import MemoryConfig, MemoryManager
 from namm_suite.policies import POLICIES, create_policy
@@ -153,10 +154,10 @@ def test_adapter_answers_an_episode_from_a_file(tiny_composite, clip_file):
 
 
 def test_video_model_names_resolve(tiny_composite):
-    assert resolve_video_model("tiny-video-llm").name == "tiny_video_llm"
-    assert resolve_video_model(str(tiny_composite)) == tiny_composite
-    with pytest.raises(ValueError, match="tiny-video-llm"):
-        resolve_video_model("tiny-video-lm")
+    assert resolve_model("tiny-video-llm", VIDEO_MODELS).name == "tiny_video_llm"
+    assert resolve_model(str(tiny_composite), VIDEO_MODELS) == tiny_composite
+    with pytest.raises(ValueError, match="Did you mean 'tiny-video-llm'"):
+        resolve_model("tiny-video-lm", VIDEO_MODELS)
 
 
 # ---- Hugging Face LlavaNextVideo -------------------------------------------------------------------------
