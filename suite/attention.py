@@ -9,7 +9,8 @@ validity and absolute positions (the compacted cache order is not the position o
 causal mask assumes) and tells each cache layer its sliding window. The output always comes from SDPA.
 When the cache's manager needs attention, the softmax probabilities are computed as well, only for the
 query rows the policy will read (``MemoryPolicy.attention_rows``): scores in the model's dtype, softmax
-accumulated in float32. Without a ragged cache it is plain causal attention.
+accumulated in float32. A :class:`~namm_suite.row_batch.RowsCache` (one cache per batch row) is attended
+row by row through the same path. Without a ragged cache it is plain causal attention.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ def namm_attention(
     dropout = dropout if module.training else 0.0
     layer = current_layer()
     first = None
+    if layer is not None and layer.keys is key and hasattr(layer, "attend_rows"):  # a cache per batch row
+        return layer.attend_rows(namm_attention, module, query, scaling=scaling, dropout=dropout, **kwargs)
     if layer is not None and layer.keys is key:
         layer.sliding_window = kwargs.get("sliding_window")
         mask = layer.attention_mask()[:, :, None]  # [B, H|1, 1, q, K]

@@ -29,6 +29,12 @@ def current_layer() -> RaggedLayer | None:
     return getattr(_CURRENT, "layer", None)
 
 
+def set_current_layer(layer: Any) -> None:
+    """Make ``layer`` the one the attention hook reads next (for a cache whose update is not a
+    :class:`RaggedLayer`'s, e.g. :class:`~namm_suite.row_batch.RowsCache`)."""
+    _CURRENT.layer = layer
+
+
 class RaggedLayer(CacheLayerMixin):
     """One layer of a :class:`RaggedKVCache`.
 
