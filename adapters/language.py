@@ -98,6 +98,13 @@ class LanguageAdapter:
         extra = {"shared_prefill_seconds": prefix.seconds}
         return self._answer(manager, logits, context, question, prefill, episode.max_new_tokens, extra)
 
+    def run_batch(self, episodes: list[Episode], managers: list[MemoryManager]) -> list[Prediction]:
+        """Answer several episodes in one ragged batch, each under its own manager
+        (:func:`~.language_batch.run_batch`): the predictions of :meth:`run` one by one."""
+        from .language_batch import run_batch
+
+        return run_batch(self, episodes, managers)
+
     def read_prefix(self, episode: Episode, config: MemoryConfig, reads_attention: bool) -> SharedPrefix:
         """Read ``episode``'s compressed part once under ``config``'s one-shot protocol, for :meth:`run` under
         every policy (:mod:`~namm_suite.shared_prefix`); ``reads_attention``: record every attention row."""
@@ -130,7 +137,12 @@ class LanguageAdapter:
         """Decode greedily after a prefill (``logits [1, V]``, which took ``prefill`` seconds)."""
         start = time.perf_counter()
         new = greedy_decode(self.model, self.tokenizer, manager, logits, max_new_tokens)
-        decode = time.perf_counter() - start
+        return self.prediction(manager, new, context, question, prefill, time.perf_counter() - start, extra)
+
+    def prediction(self, manager: MemoryManager, new: list[int], context: torch.Tensor, question: torch.Tensor,
+                   prefill: float, decode: float, extra: dict | None = None) -> Prediction:
+        """The answer ``new`` (token ids) to a prompt of ``context`` and ``question`` ids as a Prediction:
+        its text, ``manager``'s statistics, the token counts and the prefill/decode seconds."""
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         extra = {"prompt_tokens": context.shape[1] + question.shape[1], "question_tokens": question.shape[1],
                  "new_tokens": len(new), "prefill_seconds": prefill, "decode_seconds": decode, **(extra or {})}
@@ -227,13 +239,17 @@ def read_compressed(manager: MemoryManager, model: torch.nn.Module, context: tor
                     question: torch.Tensor, embeds: bool = False) -> torch.Tensor:
     """Start a sequence and read the compressed part of the prompt (the context under the ``context``
     protocol with a question, else the whole prompt); return its last-position logits ``[1, V]``."""
-    key = "inputs_embeds" if embeds else "input_ids"
-    if manager.config.protocol == "context" and question.shape[1]:
-        manager.new_cache(context_tokens=context.shape[1])
-        return manager.forward(model, **{key: context})
-    whole = torch.cat([context, question], dim=1)
-    manager.new_cache(context_tokens=whole.shape[1])
-    return manager.forward(model, **{key: whole})
+    compressed, _ = prompt_parts(manager.config.protocol, context, question)
+    manager.new_cache(context_tokens=compressed.shape[1])
+    return manager.forward(model, **{"inputs_embeds" if embeds else "input_ids": compressed})
+
+
+def prompt_parts(protocol: str, context: torch.Tensor, question: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(compressed, rest)``: the part of a prompt ``protocol`` compresses (the context under ``context``
+    with a question, else the whole prompt) and what is read after it with no eviction (``[1, 0]`` if none)."""
+    if protocol == "context" and question.shape[1]:
+        return context, question
+    return torch.cat([context, question], dim=1), question[:, :0]
 
 
 def finish_prompt(manager: MemoryManager, model: torch.nn.Module, question: torch.Tensor, logits: torch.Tensor,
@@ -253,20 +269,29 @@ def greedy_decode(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ma
                   logits: torch.Tensor, max_new_tokens: int) -> list[int]:
     """Greedy token ids after a prefill whose last-position logits ``[1, V]`` are ``logits``: one token per
     pass through ``manager``, stopping at an end-of-sequence token or after ``max_new_tokens``."""
-    stop_ids = _stop_ids(model, tokenizer)
+    stop_ids = stop_token_ids(model, tokenizer)
     new: list[int] = []
-    while len(new) < max_new_tokens:
-        token = int(logits.argmax(-1))
-        if token in stop_ids:
-            break
-        new.append(token)
-        if len(new) == max_new_tokens:
-            break
+    while (token := next_token(logits, new, max_new_tokens, stop_ids)) is not None:
         logits = manager.forward(model, torch.tensor([[token]], device=logits.device))
     return new
 
 
-def _stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+def next_token(logits: torch.Tensor, new: list[int], max_new_tokens: int, stop_ids: set[int]) -> int | None:
+    """One greedy step: the most likely token of ``logits`` (``[V]`` or ``[1, V]``) is appended to ``new``
+    and returned for the next pass; None when the answer is over (an end-of-sequence token, which is not
+    appended, or ``max_new_tokens`` reached)."""
+    if len(new) >= max_new_tokens:
+        return None
+    token = int(logits.argmax(-1))
+    if token in stop_ids:
+        return None
+    new.append(token)
+    return token if len(new) < max_new_tokens else None
+
+
+def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """The ids that end an answer: the model's generation ``eos_token_id`` (one or a list) and the
+    tokenizer's."""
     eos = model.generation_config.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     if tokenizer.eos_token_id is not None:
