@@ -240,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_path=args.data_path, task_options=_scoped(args.task_option or []), protocol=args.protocol,
         evict=args.evict, max_new_tokens=args.max_new_tokens, chat_template=args.chat_template,
         policy_options=_policy_options(args.policy_option or []), device=args.device, dtype=args.dtype,
-        share_prefix=not args.no_share_prefix,
+        share_prefix=not args.no_share_prefix, batch_size=args.batch_size,
     )
     if args.plan:
         return _print_plan([SweepRun(config, Path(args.out))], args.retry_errors)
@@ -445,6 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-share-prefix", action="store_true",
                      help="with --evict once: read each cell's prompt alone (for per-policy timings) instead of "
                      "reading each episode's compressed part once for all cells (same answers, far faster)")
+    run.add_argument("--batch-size", type=_positive, default=1, metavar="N",
+                     help="answer N episodes of a cell together, each with its own memory (the same rows as one "
+                     "at a time; worth it where batching pays, e.g. on a GPU); one-shot prefixes are then not "
+                     "shared across cells. Language adapter only")
     run.add_argument("--max-new-tokens", type=_positive, default=None,
                      help="answer budget in tokens (default: each task's own, e.g. LongBench's per dataset)")
     run.add_argument("--chat-template", choices=["auto", "chat", "none"], default="auto",

@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .batched_episodes import run_batches
 from .device import placement
 from .episode import (
     CHAT_TEMPLATES,
@@ -72,6 +74,8 @@ class SweepConfig:
         share_prefix: under a one-shot protocol (``evict: once``), read each episode's compressed part
             once for all its cells (:mod:`namm_suite.shared_prefix`: the same answers, far less compute;
             rows then time the shared read in every cell). False: each cell reads its own prompt.
+        batch_size: episodes of one cell answered together (:mod:`namm_suite.batched_episodes`: the same
+            rows, each with its share of the batch's time; no prefix sharing then). 1: one at a time.
         protocol: ``scheduled``, ``context`` or ``query-aware`` (:data:`~namm_suite.manager.PROTOCOLS`);
             ``evict``: ``schedule`` or ``once`` (the compressed part evicted only at its end, as kvpress).
         max_new_tokens: answer budget for every episode (None: each task's own, e.g. LongBench's
@@ -106,6 +110,7 @@ class SweepConfig:
     device: str = "auto"
     dtype: str = "fp32"
     share_prefix: bool = True
+    batch_size: int = 1
 
     def __post_init__(self) -> None:
         from .tasks import TASKS, with_options
@@ -148,6 +153,8 @@ class SweepConfig:
             raise ValueError("a sweep needs at least one task, one policy and one seed")
         if self.length <= 0:
             raise ValueError(f"length must be > 0 tokens, got {self.length}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 episodes, got {self.batch_size}")
         MemoryConfig(update_every=self.update_every, protocol=self.protocol, evict=self.evict)  # validates them
 
     def settings(self, seed: int) -> EpisodeSettings:
@@ -286,26 +293,35 @@ def _run_locked(config: SweepConfig, out: Path, adapter, console: Console, retry
         config.namm_checkpoint), "data_path": portable_path(config.data_path)}}
     log = error_log_path(out)
     with _Reporter(console, len(work), config) as reporter:
-        for (task, seed, episode), items in itertools.groupby(work, key=lambda item: item[:3]):
-            items = list(items)
-            specs = [spec.resolved(config, seed) for *_, spec, _ in items]
-            prefix = (read_shared_prefix(adapter, episode, specs, config.settings(seed))
-                      if config.share_prefix and len(items) > 1 else None)
-            for (*_, spec, key), resolved in zip(items, specs):
-                reporter.start(task, spec)
-                result = run_episode(adapter, task, episode, resolved, spec.cache_size, config.settings(seed),
-                                     prefix)
-                if result.traceback is not None:
-                    with open(log, "a", encoding="utf-8") as handle:
-                        handle.write(f"--- {task.name} {cell_name(spec)} seed {seed} episode {episode.episode_id} "
-                                     f"({time.strftime('%Y-%m-%d %H:%M:%S')})\n{result.traceback}\n")
-                row = {**result.as_dict(), "key": key, **base}
-                append_row(out, row)
-                latest[key] = row
-                reporter.finished(task, seed, episode, spec, row, log)
+        for (task, seed, episode, spec, key), result, batch in _results(config, adapter, work, reporter):
+            if result.traceback is not None:
+                with open(log, "a", encoding="utf-8") as handle:
+                    handle.write(f"--- {task.name} {cell_name(spec)} seed {seed} episode {episode.episode_id} "
+                                 f"({time.strftime('%Y-%m-%d %H:%M:%S')})\n{result.traceback}\n")
+            row = {**result.as_dict(), "key": key, "batch_size": batch, **base}
+            append_row(out, row)
+            latest[key] = row
+            reporter.finished(task, seed, episode, spec, row, log)
     logger.info("wrote %d rows to %s (%d already done)", len(work), out, len(done))
     failed = [latest[key] for key in cells if key in latest and latest[key].get("status") != "ok"]
     return SweepSummary(written=len(work), cells=len(cells), failed=failed, log=log)
+
+
+def _results(config: SweepConfig, adapter, work: list[tuple], reporter: _Reporter) -> Iterator[tuple]:
+    """Each work item with its row and the size of its batch: one episode at a time, each episode's
+    one-shot prefix read once for its cells, or ``batch_size`` episodes of a cell at a time."""
+    if config.batch_size > 1:
+        yield from run_batches(adapter, config, work, reporter.start)
+        return
+    for (task, seed, episode), items in itertools.groupby(work, key=lambda item: item[:3]):
+        items = list(items)
+        specs = [spec.resolved(config, seed) for *_, spec, _ in items]
+        prefix = (read_shared_prefix(adapter, episode, specs, config.settings(seed))
+                  if config.share_prefix and len(items) > 1 else None)
+        for item, resolved in zip(items, specs):
+            reporter.start(task, item[3])
+            yield item, run_episode(adapter, task, episode, resolved, item[3].cache_size, config.settings(seed),
+                                    prefix), 1
 
 
 def _plan(config: SweepConfig, adapter) -> tuple[list[str], list[tuple]]:
