@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .device import resolve_device
-from .manager import MemoryConfig, MemoryManager
+from .manager import MemoryConfig
 from .policies import PolicySpec
 from .shared_prefix import can_share
 from .shipped import portable_path
@@ -186,7 +186,7 @@ def run_episode(adapter, task, episode, spec: PolicySpec, budget: int | str | No
     )
     start = time.perf_counter() - (prefix.seconds if prefix is not None else 0.0)  # a shared read counts
     try:
-        manager = MemoryManager(spec.create(), settings.memory_config(budget))
+        manager = spec.build_manager(settings.memory_config(budget))
         prediction = adapter.run(episode, manager) if prefix is None else adapter.run(episode, manager, prefix)
         score = task.score(prediction.output, episode)
     except Exception as err:  # a failed episode is recorded and the sweep goes on
