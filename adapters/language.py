@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -266,12 +267,16 @@ def finish_prompt(manager: MemoryManager, model: torch.nn.Module, question: torc
 
 
 def greedy_decode(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, manager: MemoryManager,
-                  logits: torch.Tensor, max_new_tokens: int) -> list[int]:
+                  logits: torch.Tensor, max_new_tokens: int,
+                  stop_when: Callable[[list[int]], bool] | None = None) -> list[int]:
     """Greedy token ids after a prefill whose last-position logits ``[1, V]`` are ``logits``: one token per
-    pass through ``manager``, stopping at an end-of-sequence token or after ``max_new_tokens``."""
+    pass through ``manager``, stopping at an end-of-sequence token, after ``max_new_tokens``, or after the
+    token for which ``stop_when(tokens so far)`` is true (lm-eval's stop strings)."""
     stop_ids = stop_token_ids(model, tokenizer)
     new: list[int] = []
     while (token := next_token(logits, new, max_new_tokens, stop_ids)) is not None:
+        if stop_when is not None and stop_when(new):
+            break
         logits = manager.forward(model, torch.tensor([[token]], device=logits.device))
     return new
 

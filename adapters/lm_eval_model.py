@@ -7,8 +7,9 @@ two model calls replaced, so that the KV cache is managed by a :class:`MemoryMan
   schedule-aligned chunks (:meth:`MemoryManager.forward`); evictions happen between passes exactly as
   the schedule dictates (docs/namm-spec.md §1), and the continuation is scored from the logits of those
   passes.
-- ``generate_until``: greedy decoding, one token per pass after a chunked prefill, stopping at the EOS
-  token, at any ``until`` string or after ``max_gen_toks`` tokens.
+- ``generate_until``: greedy decoding as the language adapter decodes (the same prefill and
+  :func:`~.language.greedy_decode`), stopping at the EOS token, at any ``until`` string or after
+  ``max_gen_toks`` tokens.
 
 lm-eval 0.4.13 discovers no third-party models through entry points, so the ``namm`` name exists once this
 module is imported: use ``namm lm-eval``, :func:`evaluate`, or :func:`main`, which is the ``lm_eval`` command
@@ -45,6 +46,7 @@ from namm_suite.manager import MemoryConfig, MemoryManager, MemoryStats
 from namm_suite.policies import POLICIES, REFERENCE, PolicySpec
 from namm_suite.registry import UnknownNameError
 
+from .language import greedy_decode, prefill_prompt
 from .models import resolve_model
 
 logger = logging.getLogger(__name__)
@@ -233,22 +235,16 @@ class NammLM(HFLM):
 
     @torch.no_grad()
     def _greedy(self, ids: torch.Tensor, until: list[str], max_new_tokens: int) -> list[int]:
-        """New token ids after ``ids [1, T]``: chunked prefill, then one token per pass under the manager."""
-        eos = self.model.generation_config.eos_token_id
-        stop_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos]) | {self.eot_token_id}
-        self.manager.new_cache()
-        new: list[int] = []
+        """New token ids after ``ids [1, T]``, as the language adapter answers (:func:`prefill_prompt`, then
+        :func:`greedy_decode`), also stopping after the token whose text completes an ``until`` string."""
+
+        def stop_when(new: list[int]) -> bool:
+            text = self.tok_decode(new)
+            return any(stop and stop in text for stop in until)
+
         with self._autocast():
-            logits = self.manager.forward(self.model, ids)
-            while len(new) < max_new_tokens:
-                token = int(logits[0].argmax())
-                if token in stop_ids:
-                    break
-                new.append(token)
-                text = self.tok_decode(new)
-                if len(new) == max_new_tokens or any(stop and stop in text for stop in until):
-                    break
-                logits = self.manager.forward(self.model, torch.tensor([[token]], device=ids.device))
+            logits = prefill_prompt(self.manager, self.model, ids, ids[:, :0])
+            new = greedy_decode(self.model, self.tokenizer, self.manager, logits, max_new_tokens, stop_when)
         self.memory_log.append(self.manager.stats())
         return new
 

@@ -21,6 +21,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 
+from namm_suite.adapters.language import LanguageAdapter
 from namm_suite.adapters.lm_eval_model import NammLM, evaluate, main
 from namm_suite.adapters.models import resolve_model
 
@@ -180,6 +181,23 @@ def test_generate_until_honours_stop_strings_and_max_gen_toks(tiny_dir: Path):
     stopped, n_stopped = generate(until=[stop], max_gen_toks=6)
     assert stopped == free[: free.index(stop)] and n_stopped < 6
     assert generate(until=[], max_gen_toks=2)[1] == 2
+
+
+@pytest.mark.parametrize("policy, cache_size", [("full", None), ("h2o", 16), ("streaming", 24)])
+def test_generation_equals_the_language_adapter(tiny_dir: Path, policy: str, cache_size: int | None):
+    """generate_until decodes as the language adapter does: same tokens, same memory under the same schedule."""
+    lm = NammLM(str(tiny_dir), policy=policy, cache_size=cache_size, update_every=16, dtype="float32")
+    adapter = LanguageAdapter.from_pretrained(str(tiny_dir))
+    for n_words, max_gen_toks in ((7, 12), (40, 9), (90, 20)):
+        context = " ".join(WORDS[i % len(WORDS)] for i in range(3 * n_words, 4 * n_words))
+        [text] = lm.generate_until([Instance("generate_until", {}, (context, {"until": [],
+                                                                             "max_gen_toks": max_gen_toks}), 0)])
+        ids = lm.tok_batch_encode([context])[0]
+        expected = adapter.generate(ids, lm.memory.build_manager(), max_new_tokens=max_gen_toks)
+        assert text.strip() == expected.output
+        got, want = lm.memory_log[-1], expected.stats
+        assert (got.tokens_seen, got.n_updates, got.mean_kept) == (want.tokens_seen, want.n_updates, want.mean_kept)
+    assert want.n_updates > 0 and (policy == "full" or want.final_kept < want.tokens_seen)
 
 
 def test_evaluate_entry_point(tiny_dir: Path, task_dir: Path):
