@@ -69,12 +69,22 @@ class PositionGuard:
 
 
 ADAPTERS: Registry[Callable[..., Adapter]] = Registry("adapter")
+#: the embedded model each built-in adapter runs when none is named (``namm run``, sweep files)
+DEFAULT_MODELS = {"language": "smollm2-135m", "video": "tiny-video-llm", "decision": "dt-hopper",
+                  "decision-window": "dt-hopper"}
 for _name, _target in (("language", "language:_language_adapter"), ("video", "video:_video_adapter"),
                        ("decision", "decision:_decision_adapter"),
                        ("decision-window", "decision:_decision_window_adapter")):
     ADAPTERS.register_lazy(_name, f"{__package__}.{_target}")
 
 
-def create_adapter(name: str, model: str, **options: Any) -> Adapter:
-    """Build the adapter registered as ``name`` for ``model`` (embedded name or local checkpoint path)."""
-    return ADAPTERS.get(name)(model, **options)
+def default_model(adapter: str) -> str:
+    """The model ``adapter`` runs when none is named: its :data:`DEFAULT_MODELS` entry (the language
+    adapter's for an adapter without one)."""
+    return DEFAULT_MODELS.get(adapter, DEFAULT_MODELS["language"])
+
+
+def create_adapter(name: str, model: str | None = None, **options: Any) -> Adapter:
+    """Build the adapter registered as ``name`` for ``model`` (embedded name or local checkpoint path;
+    None: :func:`default_model`)."""
+    return ADAPTERS.get(name)(model or default_model(name), **options)

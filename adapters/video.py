@@ -170,5 +170,5 @@ class VideoAdapter:
 
 
 @ADAPTERS.register("video")
-def _video_adapter(model: str = "tiny-video-llm", **options) -> VideoAdapter:
+def _video_adapter(model: str, **options) -> VideoAdapter:
     return VideoAdapter(load_video_lm(model, **options))

@@ -14,10 +14,6 @@ from pathlib import Path
 
 from .device import add_device_args, placement
 
-# the embedded model each adapter runs when `namm run` gets no --model
-DEFAULT_MODELS = {"language": "smollm2-135m", "video": "tiny-video-llm", "decision": "dt-hopper",
-                  "decision-window": "dt-hopper"}
-
 
 class SweepFailed(Exception):
     """A run that finished but whose episodes failed (exit 1)."""
@@ -234,7 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError("namm run needs a sweep file (namm run sweep.yaml) or --task, --policy and --out")
     config = SweepConfig(
         tasks=args.task, policies=args.policy, cache_sizes=args.cache_size, adapter=args.adapter,
-        model=args.model or DEFAULT_MODELS.get(args.adapter, DEFAULT_MODELS["language"]),
+        model=args.model,
         seeds=args.seed, limit=args.limit, length=args.length, update_every=args.update_every,
         namm_checkpoint=args.namm_checkpoint, selection=args.selection, namm_cap=args.namm_cap,
         data_path=args.data_path, task_options=_scoped(args.task_option or []), protocol=args.protocol,

@@ -58,7 +58,8 @@ class SweepConfig:
     """A sweep, as ``namm run`` takes it (every field can come from the command line or a YAML file).
 
     Attributes:
-        adapter / model: registered adapter name and model (embedded name or local path).
+        adapter / model: registered adapter name and model (embedded name or local path; None: the
+            adapter's default, :func:`~namm_suite.adapters.base.default_model`).
         tasks: registered names. policies: policy specs (:class:`~namm_suite.policies.PolicySpec`: a name,
             ``NAME:KEY=VALUE,...`` or a mapping), so one sweep can hold several variants of a policy.
             ``cache_sizes``: tokens per KV head for policies whose budget rule is ``required``; a policy
@@ -92,7 +93,7 @@ class SweepConfig:
     policies: list[str | dict[str, Any]]
     cache_sizes: list[int | str] = field(default_factory=list)
     adapter: str = "language"
-    model: str = "smollm2-135m"
+    model: str | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     limit: int | None = None
     length: int = 1024
@@ -113,8 +114,10 @@ class SweepConfig:
     batch_size: int = 1
 
     def __post_init__(self) -> None:
+        from .adapters.base import default_model
         from .tasks import TASKS, with_options
 
+        self.model = self.model or default_model(self.adapter)
         placement(self.device, self.dtype)  # an unknown or unavailable device or dtype is named
 
         for name in self.tasks:

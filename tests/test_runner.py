@@ -31,6 +31,14 @@ def test_expand_cells():
         ("full", None), ("namm", None), ("namm", 4), ("namm", 8), ("h2o", 4), ("h2o", 8)]
 
 
+def test_a_sweep_without_a_model_runs_its_adapters_default():
+    models = {adapter: SweepConfig(**CONFIG, adapter=adapter).model
+              for adapter in ("language", "video", "decision-window", "my-own")}
+    assert models == {"language": "smollm2-135m", "video": "tiny-video-llm", "decision-window": "dt-hopper",
+                      "my-own": "smollm2-135m"}
+    assert SweepConfig(**CONFIG, adapter="video", model="path/to/mine").model == "path/to/mine"
+
+
 def test_sweep_rows_resume_and_provenance(tmp_path):
     out = tmp_path / "r.jsonl"
     assert run_sweep(SweepConfig(**CONFIG), out, adapter=FakeAdapter()).written == EXPECTED_ROWS
