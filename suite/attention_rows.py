@@ -70,12 +70,14 @@ class RowBuffer:
             self._grow(self.count, offset + n_keys)
         return self.data[:, :, :self.count, offset:offset + n_keys]
 
-    def newest(self, limit: int | None) -> RowBuffer:
-        """A copy holding the newest ``limit`` recorded rows (``None``: all), as a buffer created with that
-        ``limit`` and no known update target would hold them."""
+    def newest(self, limit: int | None, cols: int) -> RowBuffer:
+        """A copy holding the newest ``limit`` recorded rows (``None``: all) over the first ``cols`` columns,
+        as a buffer created with that ``limit`` and no known update target would hold them, allocated to
+        size (a buffer that grew by doubling holds up to 4× the memory its rows need)."""
         keep = self.count if limit is None else min(self.count, limit)
-        copy = RowBuffer(self.data, keep, self.data.shape[3], limit, None)
-        copy.data[:, :, :keep] = self.data[:, :, self.count - keep:self.count]
+        cols = min(cols, self.data.shape[3])
+        copy = RowBuffer(self.data, keep, cols, limit, None)
+        copy.data[:, :, :keep] = self.data[:, :, self.count - keep:self.count, :cols]
         copy.count = keep
         return copy
 

@@ -213,8 +213,24 @@ class MemoryManager:
                                for name, shape in layer.token_state_shapes.items()}
         self.cache, self._acc = cache, copy.deepcopy(source._acc)
         if self.policy.needs_attention:
-            self._attention = {i: rows.newest(self.policy.attention_rows) for i, rows in source._attention.items()}
+            self._attention = {i: rows.newest(self.policy.attention_rows, self._slots(i))
+                               for i, rows in source._attention.items()}
         return cache
+
+    def compact_attention(self) -> None:
+        """Reallocate the recorded attention rows to their size (after a long read, before the manager is
+        kept around, e.g. as a shared prefix)."""
+        self._attention = {i: rows.newest(rows.limit, self._slots(i)) for i, rows in self._attention.items()}
+
+    def release(self) -> None:
+        """Drop the cache and the recorded attention now (the manager and its cache refer to each other, so
+        without this their tensors wait for Python's cycle collector)."""
+        self._attention, self.cache = {}, None
+
+    def _slots(self, layer_idx: int) -> int:
+        """Columns of layer ``layer_idx``'s attention rows: its slots plus those it dropped since the update."""
+        layer = self.cache.layers[layer_idx]
+        return layer.dropped + layer.keys.shape[-2]
 
     # ---- called by the cache and the attention hook -------------------------------------------------
     def on_pass_start(self, cache: RaggedKVCache) -> None:
@@ -281,7 +297,12 @@ class MemoryManager:
         limit, target = self.policy.attention_rows, self._next_update(layer.seen)
         buffer = self._attention.get(layer.layer_idx)
         if buffer is None or (limit is not None and buffer.target != target):
-            ahead = 0 if target is None else target - layer.seen  # tokens still to come before the update
+            # tokens still to come before the update (one-shot: the rest of the compressed part), so that the
+            # buffer is allocated once, not grown by doubling to up to 4x the memory
+            if target is not None:
+                ahead = target - layer.seen
+            else:
+                ahead = max(self._context_tokens - layer.seen, 0) if self.config.evict == "once" else 0
             buffer = RowBuffer(rows, limit or rows.shape[2] + ahead, layer.dropped + rows.shape[3] + ahead,
                                limit, target)
             self._attention[layer.layer_idx] = buffer

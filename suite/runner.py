@@ -325,6 +325,8 @@ def _results(config: SweepConfig, adapter, work: list[tuple], reporter: _Reporte
             reporter.start(task, item[3])
             yield item, run_episode(adapter, task, episode, resolved, item[3].cache_size, config.settings(seed),
                                     prefix), 1
+        if prefix is not None:
+            prefix.release()
 
 
 def _plan(config: SweepConfig, adapter) -> tuple[list[str], list[tuple]]:

@@ -72,4 +72,9 @@ class SharedPrefix:
         manager = MemoryManager(_ReadOnly(reads_attention=reads_attention), plain)
         start = time.perf_counter()
         logits = reader(manager)
+        manager.compact_attention()
         return cls(manager, logits, time.perf_counter() - start, parts)
+
+    def release(self) -> None:
+        """Free the prefix's cache and attention rows now (call when its last cell has started)."""
+        self.manager.release()

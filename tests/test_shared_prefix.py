@@ -87,3 +87,16 @@ def test_a_sweep_shares_prefixes_and_writes_the_same_rows(adapter, tiny_checkpoi
     assert all("shared_prefill_seconds" in r["extra"] for r in rows[True])
     assert not any("shared_prefill_seconds" in r["extra"] for r in rows[False])
     assert all(r["wall_seconds"] >= r["extra"]["shared_prefill_seconds"] for r in rows[True])
+
+
+def test_prefix_and_cells_hold_attention_rows_at_their_size_and_release_them(adapter):
+    prefix = adapter.read_prefix(EPISODE, config("query-aware", "full"), reads_attention=True)
+    n = prefix.manager.cache.seen_tokens
+    for buffer in prefix.manager._attention.values():  # grown by doubling while read, then reallocated
+        assert buffer.data.shape[2:] == (n, n) and buffer.count == n
+    cell = MemoryManager(evicting_policy("snapkv"), config("query-aware", "snapkv"))
+    cell.start_from(prefix.manager)
+    window = cell.policy.attention_rows
+    assert all(b.data.shape[2:] == (window, n) for b in cell._attention.values())
+    prefix.release()
+    assert prefix.manager.cache is None and not prefix.manager._attention
