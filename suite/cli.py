@@ -443,8 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                      "reading each episode's compressed part once for all cells (same answers, far faster)")
     run.add_argument("--batch-size", type=_positive, default=1, metavar="N",
                      help="answer N episodes of a cell together, each with its own memory (the same rows as one "
-                     "at a time; worth it where batching pays, e.g. on a GPU); one-shot prefixes are then not "
-                     "shared across cells. Language adapter only")
+                     "at a time, in less time; see docs/protocols.md); one-shot prefixes are then not shared "
+                     "across cells. Language adapter only")
     run.add_argument("--max-new-tokens", type=_positive, default=None,
                      help="answer budget in tokens (default: each task's own, e.g. LongBench's per dataset)")
     run.add_argument("--chat-template", choices=["auto", "chat", "none"], default="auto",
