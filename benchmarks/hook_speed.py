@@ -11,13 +11,14 @@ thread by default. For each length it times:
 - the NAMM (shipped checkpoint): memory-update seconds ÷ prefill seconds (target ≤ 10 % at 8k) and its
   whole episode (prefill + decode) ÷ plain SDPA (target ≤ 1.2× on 1–2k-token prompts).
 
-    python -m benchmarks.hook_speed --lengths 1024 2048            # a few minutes on one CPU thread
+    python -m benchmarks.hook_speed --lengths 1024 2048 --repeats 3  # ~15 minutes on one CPU thread
     python -m benchmarks.hook_speed --device cuda --dtype bf16 --lengths 8192 32768 --random llama3-8b
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,23 +124,37 @@ def load(model_name: str | None, random: str | None, device: str, dtype: torch.d
 
 
 def run(model_name: str | None, lengths: list[int], steps: int, device: str, dtype: str,
-        random: str | None = None) -> list[Timing]:
+        random: str | None = None, repeats: int = 1) -> list[Timing]:
+    """Every variant at every length, ``repeats`` times in turn; each timing is the median of its repeats."""
     device = resolve_device(device)
     model = load(model_name, random, device, resolve_dtype(dtype))
     rows = []
     for length in lengths:
         ids = torch.randint(100, model.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
-        ids = ids.to(device)
-        model.set_attn_implementation("sdpa")
-        time_plain(model, ids[:, :CHUNK], 1)  # warm-up
-        rows.append(time_plain(model, ids, steps))
-        model.set_attn_implementation(ATTN_IMPLEMENTATION)
-        hooked = model
-        rows.append(time_policy(hooked, ids, steps, REFERENCE, None))
-        for name in policy_names("required"):
-            rows.append(time_policy(hooked, ids, steps, name, round(BUDGET_FRACTION * length)))
-        rows.append(time_policy(hooked, ids, steps, NAMM, None))
+        trials = [_variants(model, ids.to(device), steps) for _ in range(repeats)]
+        rows.extend(_median(list(same)) for same in zip(*trials, strict=True))
     return rows
+
+
+def _variants(model, ids: torch.Tensor, steps: int) -> list[Timing]:
+    """Plain SDPA (after a warm-up), the full policy, every budgeted policy at 25 % and the NAMM, once each."""
+    model.set_attn_implementation("sdpa")
+    time_plain(model, ids[:, :CHUNK], 1)  # warm-up
+    rows = [time_plain(model, ids, steps)]
+    model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    rows.append(time_policy(model, ids, steps, REFERENCE, None))
+    for name in policy_names("required"):
+        rows.append(time_policy(model, ids, steps, name, round(BUDGET_FRACTION * ids.shape[1])))
+    rows.append(time_policy(model, ids, steps, NAMM, None))
+    return rows
+
+
+def _median(trials: list[Timing]) -> Timing:
+    """One variant's repeats as one timing: the median of each time, the largest peak."""
+    first = trials[0]
+    return Timing(first.label, first.length, statistics.median(t.prefill_s for t in trials),
+                  statistics.median(t.decode_ms for t in trials), statistics.median(t.update_s for t in trials),
+                  max(t.peak_bytes for t in trials))
 
 
 def table(rows: list[Timing]) -> str:
@@ -176,11 +191,13 @@ def main(argv: list[str] | None = None) -> list[Timing]:
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--steps", type=int, default=32, help="greedy decode steps after the prompt")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run every variant this many times in turn and report the medians (a shared machine)")
     parser.add_argument("--out", type=Path, default=None, help="also write the result as a markdown file")
     add_device_args(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = run(args.model, args.lengths, args.steps, args.device, args.dtype, args.random)
+    rows = run(args.model, args.lengths, args.steps, args.device, args.dtype, args.random, args.repeats)
     text = "\n".join([table(rows), "", *namm_episode(rows, args.steps)])
     print(text)
     if args.out is not None:
@@ -188,7 +205,8 @@ def main(argv: list[str] | None = None) -> list[Timing]:
         model = f"{args.random} (random weights)" if args.random else args.model
         header = (f"# Hook speed on {where}\n\nModel: {model}, {args.dtype}, prefill chunks of {CHUNK}, an update "
                   f"every {UPDATE_EVERY} tokens, budgeted policies at {BUDGET_FRACTION:.0%} of the prompt, "
-                  f"{args.steps} decode steps; written by `python -m benchmarks.hook_speed`.\n\n")
+                  f"{args.steps} decode steps, medians of {args.repeats} repeats; written by "
+                  f"`python -m benchmarks.hook_speed`.\n\n")
         write_bytes_atomic(args.out, (header + text + "\n").encode())
     return rows
 
