@@ -6,8 +6,10 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = PROJECT_ROOT / "checkpoints"
-# the NAMM evolved for the embedded SmolLM2-135M by configs/evolve_smollm2.yaml (see results/evolution.md)
-SHIPPED_NAMM = CHECKPOINTS / "namm_smollm2"
+# the best NAMM for the embedded SmolLM2-135M so far: v2, the scorer fitted to future attention
+# (scripts/distill_namm.py); it does not beat every baseline (results/evolution.md). v1, from 30 CPU
+# minutes of CMA-ES (configs/evolve_smollm2.yaml), is checkpoints/namm_smollm2.
+SHIPPED_NAMM = CHECKPOINTS / "namm_smollm2_v2"
 
 
 def default_namm() -> str | None:
@@ -17,7 +19,7 @@ def default_namm() -> str | None:
 
 def portable_path(path: str | None) -> str | None:
     """``path`` as result rows record it: relative to the project root when it lies inside the project
-    (``checkpoints/namm_smollm2``), else as given — never this machine's absolute layout."""
+    (``checkpoints/namm_smollm2_v2``), else as given — never this machine's absolute layout."""
     if path is None:
         return None
     try:

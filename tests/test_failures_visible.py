@@ -282,8 +282,8 @@ def test_rows_store_relative_checkpoints_and_keys_follow_the_content(tmp_path):
         rows = read_rows(out)
         keys.append([r["key"] for r in rows])
     first = read_rows(tmp_path / "a.jsonl")[0]
-    assert first["policy_options"]["checkpoint"] == "checkpoints/namm_smollm2"
-    assert first["config"]["namm_checkpoint"] == "checkpoints/namm_smollm2"
+    assert first["policy_options"]["checkpoint"] == f"checkpoints/{SHIPPED_NAMM.name}"
+    assert first["config"]["namm_checkpoint"] == f"checkpoints/{SHIPPED_NAMM.name}"
     assert str(ROOT) not in (tmp_path / "a.jsonl").read_text()
     assert keys[0] == keys[1]  # same tensors, another folder: the same resume keys
 
