@@ -62,6 +62,15 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def register_class(self, name: str) -> Callable[[T], T]:
+        """Class decorator: set the class's ``name`` attribute to ``name`` and register it under it."""
+
+        def decorator(cls: T) -> T:
+            cls.name = name
+            return self.register(name)(cls)
+
+        return decorator
+
     def unregister(self, name: str) -> T:
         """Remove ``name`` (e.g. a plugin or a test's toy entry) and return what it held."""
         self.get(name)  # a clear error for unknown names

@@ -77,13 +77,8 @@ TASKS.add_loader(_load_builtin_tasks)
 
 
 def register_task(name: str):
-    """Class decorator registering a :class:`Task` subclass under ``name``."""
-
-    def decorator(cls: type[Task]) -> type[Task]:
-        cls.name = name
-        return TASKS.register(name)(cls)
-
-    return decorator
+    """Class decorator registering a :class:`Task` subclass under ``name`` (its ``name`` attribute)."""
+    return TASKS.register_class(name)
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,8 @@ POLICIES.add_loader(_register_builtin)
 
 
 def register_policy(name: str):
-    """Class decorator registering a :class:`MemoryPolicy` subclass under ``name``."""
-
-    def decorator(cls: type[MemoryPolicy]) -> type[MemoryPolicy]:
-        cls.name = name
-        return POLICIES.register(name)(cls)
-
-    return decorator
+    """Class decorator registering a :class:`MemoryPolicy` subclass under ``name`` (its ``name`` attribute)."""
+    return POLICIES.register_class(name)
 
 
 @dataclass
