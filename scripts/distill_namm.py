@@ -30,7 +30,7 @@ from namm_suite.evolution.distill import (
     save_records,
 )
 from namm_suite.manager import MemoryConfig, MemoryManager
-from namm_suite.policies import create_policy
+from namm_suite.policies.namm import NammPolicy
 from namm_suite.provenance import provenance
 from namm_suite.tasks import TASKS, TaskContext
 
@@ -50,7 +50,7 @@ def episodes(adapter, tasks: dict, length: int, seed: int, per_task: int) -> lis
 
 
 def measure_stats(adapter, sample: list, update_every: int):
-    policy = create_policy("namm", collect_stats=True)
+    policy = NammPolicy(collect_stats=True)
     for episode in sample:
         adapter.run(episode, MemoryManager(policy, MemoryConfig(update_every=update_every)))
     return policy.stats
@@ -65,7 +65,7 @@ def quality_table(records: list, params) -> dict:
         "fitted NAMM": lambda r: bam_scores(r.features.float(), ones(r), params),
         "attention mass (EMA DC bin)": lambda r: r.features[..., 8].float(),
         "recency": lambda r: torch.arange(r.features.shape[1]).float().expand(r.features.shape[:-1]),
-        "random": lambda r: torch.rand(r.features.shape[:-1]),
+        "uniform noise": lambda r: torch.rand(r.features.shape[:-1]),
     }
     return {share: {name: ranking_quality(records, scorer, share) for name, scorer in scorers.items()}
             for share in (0.1, 0.25, 0.5)}
@@ -113,7 +113,7 @@ def main() -> None:
     heldout = episodes(adapter, HELDOUT_TASKS, args.length, 0, args.heldout)
     stats_path = args.out / "stats.pt"
     if args.init is not None and not stats_path.exists():  # the starting θ's standardisation
-        start = create_policy("namm", checkpoint=str(args.init))
+        start = NammPolicy.from_checkpoint(args.init)
         args.out.mkdir(parents=True, exist_ok=True)
         torch.save({"mu": start.mu, "var": start.var, "count": start.stats_count}, stats_path)
     if not stats_path.exists():
@@ -124,12 +124,12 @@ def main() -> None:
     train_records = record_all(adapter, train, args.out / "train", stats["mu"], stats["var"], args)
     heldout_records = record_all(adapter, heldout, args.out / "heldout", stats["mu"], stats["var"], args)
     fit = FitConfig(steps=args.steps, seed=args.seed, one_shot_share=args.one_shot_share)
-    init = create_policy("namm", checkpoint=str(args.init)).params if args.init else None
+    init = NammPolicy.from_checkpoint(args.init).params if args.init else None
     params = fit_scorer(train_records, fit, init)
     quality = {kind: quality_table(records, params) for kind, records in
                (("all", heldout_records), ("one-shot", [r for r in heldout_records if r.one_shot])) if records}
     shift = calibrate_threshold(params, train_records, args.keep)
-    policy = create_policy("namm")
+    policy = NammPolicy()
     policy.params = params
     policy.set_stats(stats["mu"], stats["var"], stats["count"])
     policy.hparams = type(policy.hparams)(update_every=args.update_every, selection="kappa")
