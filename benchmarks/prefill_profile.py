@@ -72,7 +72,7 @@ def report(name: str, length: int, wall: list[float], cpu: list[float], full: Pr
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--policy", default="h2o", help="a budgeted policy, run at 25 %% of the prompt")
+    parser.add_argument("--policy", required=True, help="a budgeted policy (e.g. h2o), run at 25 %% of the prompt")
     parser.add_argument("--length", type=int, default=1024, help="prompt tokens")
     parser.add_argument("--repeats", type=int, default=3, help="timed prefills of each, in turn")
     parser.add_argument("--top", type=int, default=12, help="rows per table")
