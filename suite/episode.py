@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .device import resolve_device
-from .manager import MemoryConfig
+from .manager import MemoryConfig, MemoryManager
 from .policies import PolicySpec
 from .shared_prefix import can_share
 from .shipped import portable_path
@@ -164,6 +164,14 @@ def read_shared_prefix(adapter, episode, specs: list[PolicySpec], settings: Epis
         return None
 
 
+def answer_and_score(adapter, task, episode, manager: MemoryManager, prefix=None):
+    """``(prediction, score)``: ``adapter`` answers ``episode`` under ``manager`` (from ``prefix`` when
+    given) and ``task``'s metric scores the answer. The step every scored episode shares (sweeps, the
+    evolution's metric fitness)."""
+    prediction = adapter.run(episode, manager) if prefix is None else adapter.run(episode, manager, prefix)
+    return prediction, task.score(prediction.output, episode)
+
+
 def run_episode(adapter, task, episode, spec: PolicySpec, budget: int | str | None,
                 settings: EpisodeSettings, prefix=None) -> ResultRow:
     """Run ``episode`` of ``task`` on ``adapter`` under policy ``spec`` (its options complete: nothing is
@@ -187,8 +195,7 @@ def run_episode(adapter, task, episode, spec: PolicySpec, budget: int | str | No
     start = time.perf_counter() - (prefix.seconds if prefix is not None else 0.0)  # a shared read counts
     try:
         manager = spec.build_manager(settings.memory_config(budget))
-        prediction = adapter.run(episode, manager) if prefix is None else adapter.run(episode, manager, prefix)
-        score = task.score(prediction.output, episode)
+        prediction, score = answer_and_score(adapter, task, episode, manager, prefix)
     except Exception as err:  # a failed episode is recorded and the sweep goes on
         logger.info("episode %s failed", episode.episode_id, exc_info=True)  # the traceback with -v
         message = " ".join(str(err).split()) or type(err).__name__

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..episode import answer_and_score
 from ..manager import MemoryConfig, MemoryManager
 from ..namm.features import RunningStats
 from ..policies import REFERENCE, create_policy
@@ -63,9 +64,8 @@ class FitnessEvaluator:
         if self.config.fitness == "likelihood":
             prediction = self.adapter.answer_likelihood(episode, manager)
             return EpisodeResult(float(prediction.output), prediction.stats.mean_kept)
-        prediction = self.adapter.run(episode, manager)
-        return EpisodeResult(float(self.task(episode.task).score(prediction.output, episode)),
-                             prediction.stats.mean_kept)
+        prediction, score = answer_and_score(self.adapter, self.task(episode.task), episode, manager)
+        return EpisodeResult(float(score), prediction.stats.mean_kept)
 
     def memory(self, policy) -> MemoryConfig:
         """The schedule of every episode; a policy that reads attention (the NAMM) is capped at
