@@ -123,6 +123,18 @@ def test_each_protocol_is_in_every_row_and_the_report_label(tmp_path, protocol):
                if other != f"{protocol} protocol")
 
 
+def test_a_report_that_mixes_prompt_lengths_has_a_table_per_length(tmp_path):
+    out = tmp_path / "r.jsonl"
+    for length in (64, 128):
+        config = SweepConfig(tasks=["toy_echo"], policies=["full", "h2o"], cache_sizes=[8], limit=2, length=length)
+        run_sweep(config, out, adapter=FakeAdapter())
+    report = write_report([out], tmp_path / "report.md")
+    text = report.paths[0].read_text()
+    assert "### toy_echo (scheduled protocol, 64 tokens)" in text and "### toy_echo (scheduled protocol, 128 tokens)" in text
+    assert "n=4" not in text and text.count("n=2") == 4  # each length's 2 episodes, never pooled
+    assert {p.name for p in report.paths[1:]} == {"report_toy_echo_64.png", "report_toy_echo_128.png"}
+
+
 def test_protocol_and_relative_budget_enter_the_resume_key(tmp_path):
     out = tmp_path / "r.jsonl"
     base = {"tasks": ["toy_echo"], "policies": ["h2o"], "cache_sizes": [8], "limit": 2}
