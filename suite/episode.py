@@ -18,7 +18,6 @@ from typing import Any
 from .device import resolve_device
 from .manager import MemoryConfig, MemoryManager
 from .policies import PolicySpec
-from .shared_prefix import can_share
 from .shipped import portable_path
 
 logger = logging.getLogger(__name__)
@@ -154,7 +153,7 @@ def read_shared_prefix(adapter, episode, specs: list[PolicySpec], settings: Epis
     the adapter cannot share it, or reading failed (each cell then reads the prompt alone and reports its
     own error)."""
     config = settings.memory_config(None)
-    if not can_share(config) or not hasattr(adapter, "read_prefix"):
+    if not config.one_shot or not hasattr(adapter, "read_prefix"):
         return None
     reads_attention = any(spec.policy_class().needs_attention for spec in specs)
     try:

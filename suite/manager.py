@@ -82,6 +82,12 @@ class MemoryConfig:
         if self.chunk_size <= 0 or self.update_every % self.chunk_size:
             raise ValueError(f"chunk_size {self.chunk_size} must divide update_every {self.update_every}")
 
+    @property
+    def one_shot(self) -> bool:
+        """The compressed part is evicted only once, at its end (``evict='once'`` under ``context`` or
+        ``query-aware``): nothing is evicted while it is read."""
+        return self.evict == "once" and self.protocol != "scheduled"
+
 
 class MemoryManager:
     """Runs a :class:`MemoryPolicy` over a :class:`RaggedKVCache` on the schedule of a :class:`MemoryConfig`.
@@ -159,11 +165,6 @@ class MemoryManager:
             self._attention = {i: rows.newest(self.policy.attention_rows, self._slots(i))
                                for i, rows in source._attention.items()}
         return cache
-
-    def compact_attention(self) -> None:
-        """Reallocate the recorded attention rows to their size (after a long read, before the manager is
-        kept around, e.g. as a shared prefix)."""
-        self._attention = {i: rows.newest(rows.limit, self._slots(i)) for i, rows in self._attention.items()}
 
     def release(self) -> None:
         """Drop the cache and the recorded attention now (the manager and its cache refer to each other, so
@@ -245,7 +246,7 @@ class MemoryManager:
             if target is not None:
                 ahead = target - layer.seen
             else:
-                ahead = max(self._context_tokens - layer.seen, 0) if self.config.evict == "once" else 0
+                ahead = max(self._context_tokens - layer.seen, 0) if self.config.one_shot else 0
             buffer = RowBuffer(rows, limit or rows.shape[2] + ahead, layer.dropped + rows.shape[3] + ahead,
                                limit, target)
             self._attention[layer.layer_idx] = buffer
@@ -256,7 +257,7 @@ class MemoryManager:
         """A scheduled update is due: ``T`` is a multiple of U not yet updated at, the manager is not
         frozen, and the protocol does not defer eviction to the end of the compressed part."""
         seen = cache.seen_tokens
-        if self.frozen or (self.config.evict == "once" and self.config.protocol != "scheduled"):
+        if self.frozen or self.config.one_shot:
             return False
         return bool(seen) and seen % self.config.update_every == 0 and seen != self._last_update_seen
 

@@ -24,11 +24,6 @@ from .manager import MemoryConfig, MemoryManager
 from .policies.base import MemoryPolicy, PolicyView
 
 
-def can_share(config: MemoryConfig) -> bool:
-    """Whether ``config``'s protocol evicts nothing before the end of the compressed part."""
-    return config.protocol != "scheduled" and config.evict == "once"
-
-
 @dataclass
 class _ReadOnly(MemoryPolicy):
     """The prefix's stand-in policy: asked for nothing but which attention rows to record (all, or none)."""
@@ -65,14 +60,13 @@ class SharedPrefix:
         """Read a prefix under ``config``'s protocol (its budget is dropped: nothing is evicted) with
         ``reader(manager) -> logits``; ``reads_attention``: record every attention row (some cell's policy
         reads them)."""
-        if not can_share(config):
+        if not config.one_shot:
             raise ValueError(f"protocol {config.protocol!r} with evict={config.evict!r} evicts while the prompt "
                              "is read: its prefix cannot be shared")
         plain = dataclasses.replace(config, budget=None, budget_fraction=None)
         manager = MemoryManager(_ReadOnly(reads_attention=reads_attention), plain)
         start = time.perf_counter()
-        logits = reader(manager)
-        manager.compact_attention()
+        logits = reader(manager)  # one-shot row buffers are allocated once, at the compressed part's size
         return cls(manager, logits, time.perf_counter() - start, parts)
 
     def release(self) -> None:

@@ -92,7 +92,7 @@ def test_a_sweep_shares_prefixes_and_writes_the_same_rows(adapter, tiny_checkpoi
 def test_prefix_and_cells_hold_attention_rows_at_their_size_and_release_them(adapter):
     prefix = adapter.read_prefix(EPISODE, config("query-aware", "full"), reads_attention=True)
     n = prefix.manager.cache.seen_tokens
-    for buffer in prefix.manager._attention.values():  # grown by doubling while read, then reallocated
+    for buffer in prefix.manager._attention.values():  # allocated once for the whole compressed part
         assert buffer.data.shape[2:] == (n, n) and buffer.count == n
     cell = MemoryManager(evicting_policy("snapkv"), config("query-aware", "snapkv"))
     cell.start_from(prefix.manager)
