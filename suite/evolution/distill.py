@@ -30,7 +30,7 @@ import torch
 
 from ..atomic import write_bytes_atomic
 from ..manager import MemoryConfig, MemoryManager
-from ..namm.features import CONTEXT, HOP, N_BINS, build_features, update_ema
+from ..namm.features import CONTEXT, N_BINS, build_features, update_ema_from_rows
 from ..namm.params import BamParams
 from ..namm.scorer import bam_scores
 from ..policies.base import PolicyView
@@ -125,9 +125,8 @@ def one_shot_features(attn: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -
     """The features ``[B, H, N, 25]`` the NAMM scores at a one-shot eviction of N tokens read with no earlier
     update, from their attention ``[B, H, N, N]`` (every row, as :meth:`NammPolicy.select` reads it)."""
     batch, heads, n, _ = attn.shape
-    rows = n - n % HOP
     zeros = attn.new_zeros
-    ema, _ = update_ema(attn[..., n - rows:, :], zeros(batch, heads, n, N_BINS), zeros(batch, heads, n, CONTEXT), n)
+    ema, _ = update_ema_from_rows(attn, zeros(batch, heads, n, N_BINS), zeros(batch, heads, n, CONTEXT), n)
     positions = torch.arange(n, device=attn.device).expand(batch, heads, n)
     return build_features(ema, positions, torch.ones_like(positions, dtype=torch.bool), mu, var)
 

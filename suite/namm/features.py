@@ -149,6 +149,17 @@ def update_ema(
     return decayed + fresh.transpose(-1, -2), signal[..., -CONTEXT:, :].transpose(-1, -2).contiguous()
 
 
+def update_ema_from_rows(attn: torch.Tensor, ema: torch.Tensor, context: torch.Tensor,
+                         num_new: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`update_ema` on the newest whole hops of ``attn`` ``[..., n, N]`` (an update off the schedule,
+    e.g. at the end of a compressed part, may follow any number n of queries); with fewer than one hop the
+    stored ``(ema, context)`` are returned unchanged."""
+    rows = attn.shape[-2] - attn.shape[-2] % HOP
+    if not rows:
+        return ema, context
+    return update_ema(attn[..., attn.shape[-2] - rows:, :], ema, context, num_new)
+
+
 def recency_encoding(age: torch.Tensor) -> torch.Tensor:
     """Sinusoidal encoding of token age (docs/namm-spec.md §3.5): int ``[...]`` -> float32 ``[..., 8]``.
 

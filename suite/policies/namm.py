@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..namm.checkpoint import NammHyperParams, load_namm, save_namm
-from ..namm.features import CONTEXT, HOP, N_BINS, RunningStats, build_features, update_ema
+from ..namm.features import CONTEXT, HOP, N_BINS, RunningStats, build_features, update_ema_from_rows
 from ..namm.params import BamParams
 from ..namm.scorer import bam_scores
 from ..namm.selection import SELECTIONS
@@ -121,11 +121,8 @@ class NammPolicy(MemoryPolicy):
             raise ValueError(f"NammPolicy holds {self.params.rows} parameter rows but the batch has "
                              f"{valid.shape[0]} rows")
         ema, context = view.state[EMA_KEY], view.state[CONTEXT_KEY]
-        # an update off the schedule (the end of a compressed part) reads the newest whole hops; with
-        # fewer than one hop since the last update, the tokens are scored on their stored features
-        rows = view.attn.shape[-2] - view.attn.shape[-2] % HOP
-        if rows:
-            ema, context = update_ema(view.attn[..., -rows:, :], ema, context, view.num_new)
+        # with fewer than one hop since the last update, the tokens are scored on their stored features
+        ema, context = update_ema_from_rows(view.attn, ema, context, view.num_new)
         ema = ema.masked_fill(~valid[..., None], 0.0)
         context = context.masked_fill(~valid[..., None], 0.0)
         view.state[EMA_KEY], view.state[CONTEXT_KEY] = ema, context
