@@ -82,8 +82,9 @@ class RowBuffer:
         return copy
 
     def repeat_rows(self, rows: int) -> None:
-        """Copy a one-row buffer into ``rows`` identical batch rows."""
-        self.data = self.data.expand(rows, *self.data.shape[1:]).contiguous()
+        """Show a one-row buffer as ``rows`` identical batch rows: a read-only view (no copy), for the memory
+        update that consumes the buffer right after (:meth:`MemoryManager.update`)."""
+        self.data = self.data.expand(rows, *self.data.shape[1:])
 
     def _grow(self, rows: int, cols: int) -> None:
         old = self.data

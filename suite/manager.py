@@ -290,11 +290,11 @@ class MemoryManager:
     def update(self, cache: RaggedKVCache) -> None:
         """One memory update on every layer: build each layer's view, ask the policy, evict, compact."""
         start = time.perf_counter()
-        self._spread_rows(cache)
+        spread = self._spread_rows(cache)
         for layer in cache.layers:
             next_position = layer.query_positions.amax(-1)[:, None, None] + 1  # [B, 1, 1]: per batch row
             layer.drop_outside_window(int(next_position.min()))
-            view = self._view(layer)
+            view = self._view(layer, shared_rows=spread)
             keep = self._select(layer, view) & ~layer.outside_window(next_position)
             layer.state.update(view.state)
             layer.compact(keep)
@@ -303,11 +303,11 @@ class MemoryManager:
         self._acc.n_updates += 1
         self._acc.update_seconds += time.perf_counter() - start
 
-    def _spread_rows(self, cache: RaggedKVCache) -> None:
+    def _spread_rows(self, cache: RaggedKVCache) -> bool:
         """Before the first eviction: copy a one-row cache, its attention rows and its per-row statistics to
-        :attr:`rows` rows (no-op when already spread or ``rows`` is 1)."""
+        :attr:`rows` rows; True when it did (False when already spread or ``rows`` is 1)."""
         if self.rows == 1 or self._cache_rows(self.rows) != 1:
-            return
+            return False
         for layer in cache.layers:
             layer.repeat_rows(self.rows)
         for buffer in self._attention.values():
@@ -315,6 +315,7 @@ class MemoryManager:
         acc = self._acc
         acc.kept_rows = torch.full((self.rows,), acc.kept_sum, dtype=torch.float64)
         acc.query_rows = torch.full((self.rows,), float(acc.query_count), dtype=torch.float64)
+        return True
 
     def _cache_rows(self, default: int) -> int:
         """Batch rows the cache holds (``default`` before its first token)."""
@@ -332,7 +333,7 @@ class MemoryManager:
         self._check_keep(keep, view)
         return keep
 
-    def _view(self, layer: RaggedLayer) -> PolicyView:
+    def _view(self, layer: RaggedLayer, shared_rows: bool = False) -> PolicyView:
         attn = None
         if self.policy.needs_attention:
             buffer = self._attention.get(layer.layer_idx)
@@ -353,6 +354,7 @@ class MemoryManager:
             budget=self.budget,
             state=dict(layer.state),
             protected=self._protected_mask(layer),
+            shared_rows=shared_rows,
         )
 
     def _protected_mask(self, layer: RaggedLayer) -> torch.Tensor:

@@ -124,11 +124,14 @@ def test_pad_rows_left_pads_whole_periods():
 
 
 @pytest.mark.slow
-def test_evaluator_members_batched_equal_one_by_one(tiny_checkpoint):
+@pytest.mark.parametrize("protocol", [{}, {"protocol": "query-aware", "evict": "once", "budget_fraction": 0.25}],
+                         ids=["scheduled", "query-aware-once"])
+def test_evaluator_members_batched_equal_one_by_one(tiny_checkpoint, protocol):
+    """Under the one-shot protocol the rows' features are computed once (PolicyView.shared_rows)."""
     from namm_suite.evolution import EvolutionConfig, FitnessEvaluator, Stage
 
     config = EvolutionConfig(stages=[Stage("s", ["passkey"], 1)], model=str(tiny_checkpoint), length=160,
-                             update_every=32, pool_size=2, episodes_per_task=2, batch_members=3)
+                             update_every=32, pool_size=2, episodes_per_task=2, batch_members=3, **protocol)
     evaluator = FitnessEvaluator(config)
     episodes = evaluator.pool("passkey")
     stats = evaluator.statistics(episodes)

@@ -56,6 +56,9 @@ class PolicyView:
             updates it by assigning new tensors of the same shapes to the dict.
         protected: bool ``[B, H, K]`` tokens the schedule forbids evicting (newest tokens, sinks); budgeted
             policies must keep them. ``None`` means nothing is protected.
+        shared_rows: every batch row holds the same cache, attention rows and state (a one-row prefix just
+            copied to the rows of population members that differ only in their policy parameters), so work
+            that does not depend on those parameters may be done on row 0 alone.
     """
 
     layer: int
@@ -68,6 +71,7 @@ class PolicyView:
     budget: int | None
     state: dict[str, torch.Tensor] = field(default_factory=dict)
     protected: torch.Tensor | None = None
+    shared_rows: bool = False
 
 
 class MemoryPolicy(ABC):

@@ -121,8 +121,12 @@ class NammPolicy(MemoryPolicy):
             raise ValueError(f"NammPolicy holds {self.params.rows} parameter rows but the batch has "
                              f"{valid.shape[0]} rows")
         ema, context = view.state[EMA_KEY], view.state[CONTEXT_KEY]
-        # with fewer than one hop since the last update, the tokens are scored on their stored features
-        ema, context = update_ema_from_rows(view.attn, ema, context, view.num_new)
+        # with fewer than one hop since the last update, the tokens are scored on their stored features;
+        # rows that share one prefix share its features, which are computed once
+        lead = slice(0, 1) if view.shared_rows else slice(None)
+        ema, context = update_ema_from_rows(view.attn[lead], ema[lead], context[lead], view.num_new)
+        if view.shared_rows:
+            ema, context = (t.expand(valid.shape[0], *t.shape[1:]) for t in (ema, context))
         ema = ema.masked_fill(~valid[..., None], 0.0)
         context = context.masked_fill(~valid[..., None], 0.0)
         view.state[EMA_KEY], view.state[CONTEXT_KEY] = ema, context
