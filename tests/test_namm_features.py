@@ -101,10 +101,14 @@ def test_spectrogram_matches_torch_stft_on_random_rows():
 # --- EMA update ---------------------------------------------------------------------------------
 
 
-def test_update_matches_loop_reference_including_new_token_frames():
+@pytest.mark.parametrize(("n", "num_slots", "num_new"), [
+    (64, 70, 50),  # 20 old tokens; new offsets 0..49 -> first frames 0..3 (one block)
+    (608, 700, 600),  # a long update in token blocks of 256: blocks of old, mixed and new tokens
+    (576, 576, 576),  # a one-shot update over a whole prompt: every block starts at its own first frame
+], ids=["scheduled", "long-mixed", "one-shot"])
+def test_update_matches_loop_reference_including_new_token_frames(n, num_slots, num_new):
     # non-causal random rows so that frames a new token must skip carry real signal
     g = torch.Generator().manual_seed(0)
-    n, num_slots, num_new = 64, 70, 50  # 20 old tokens; new offsets 0..49 -> first frames 0..3
     attn = torch.rand(2, 2, n, num_slots, generator=g)
     ema = torch.rand(2, 2, num_slots, N_BINS, generator=g)
     ctx = torch.rand(2, 2, num_slots, CONTEXT, generator=g)

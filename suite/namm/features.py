@@ -134,19 +134,37 @@ def update_ema(
     # new tokens start from zero context and zero EMA whatever the caller passed
     prev_context = torch.where(is_old[:, None], context.float(), 0.0)
     signal = torch.cat([prev_context.transpose(-1, -2), attn.float()], dim=-2)  # [..., 16 + n, N], time down
-    magnitudes = _column_magnitudes(signal)  # [..., F, 17, N]
     frames = n // HOP
-    weights = frame_weights(num_slots, num_new, frames, gamma).to(attn.device)  # [N, F]
     # every token weighs frame f by (1 − a)·a^(F−1−f), except that a new token (one of the last num_new
-    # slots) skips the frames before its own block: zero those, then one [F] × [F, 17·N] product
-    if num_new:
-        new = slice(num_slots - num_new, num_slots)
-        magnitudes[..., new] *= (weights[new] != 0).T[:, None, :]
-    base = weights[0] if num_new < num_slots else frame_weights(1, 0, frames, gamma).to(attn.device)[0]
-    fresh = torch.matmul(base, magnitudes.reshape(*lead, frames, N_BINS * num_slots))
-    fresh = fresh.reshape(*lead, N_BINS, num_slots)
+    # slots) skips the frames before its own block (weight 0)
+    weights = frame_weights(num_slots, num_new, frames, gamma).to(attn.device)  # [N, F]
+    base = frame_weights(1, 0, frames, gamma).to(attn.device)[0]  # [F]: an old token's weights
+    fresh = signal.new_empty(*lead, num_slots, N_BINS)
+    for start, stop, first in _column_blocks(num_slots, num_new, frames):
+        # the block's frames from the first that any of its tokens weighs (earlier ones are skipped); then
+        # zero the frames its new tokens skip, and one [F'] × [F', 17·w] product
+        magnitudes = _column_magnitudes(signal[..., first * HOP:, start:stop])  # [..., F', 17, w]
+        new = max(start, num_slots - num_new)
+        if new < stop:
+            magnitudes[..., new - start:] *= (weights[new:stop, first:] != 0).T[:, None, :]
+        block = torch.matmul(base[first:], magnitudes.reshape(*lead, frames - first, -1))
+        fresh[..., start:stop, :] = block.reshape(*lead, N_BINS, stop - start).transpose(-1, -2)
     decayed = torch.where(is_old[:, None], ema.float() * (gamma**n), 0.0)
-    return decayed + fresh.transpose(-1, -2), signal[..., -CONTEXT:, :].transpose(-1, -2).contiguous()
+    return decayed + fresh, signal[..., -CONTEXT:, :].transpose(-1, -2).contiguous()
+
+
+COLUMN_BLOCK = 256  # tokens per block of a long update (bounds its temporaries, skips its zero frames)
+
+
+def _column_blocks(num_slots: int, num_new: int, frames: int) -> list[tuple[int, int, int]]:
+    """``(start, stop, first frame)`` of the token blocks an update computes in turn: one block for a short
+    update (a scheduled one, a few frames), else blocks of :data:`COLUMN_BLOCK` tokens, each from the first
+    frame its oldest token receives (a new token at offset o among the new ones receives frames ≥ ⌊o/16⌋)."""
+    if frames <= 2 * COLUMN_BLOCK // HOP:
+        return [(0, num_slots, 0)]
+    n_old = num_slots - num_new
+    return [(start, min(start + COLUMN_BLOCK, num_slots), max(start - n_old, 0) // HOP)
+            for start in range(0, num_slots, COLUMN_BLOCK)]
 
 
 def update_ema_from_rows(attn: torch.Tensor, ema: torch.Tensor, context: torch.Tensor,
