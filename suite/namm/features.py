@@ -153,17 +153,15 @@ def update_ema(
     return decayed + fresh, signal[..., -CONTEXT:, :].transpose(-1, -2).contiguous()
 
 
-COLUMN_BLOCK = 256  # tokens per block of a long update (bounds its temporaries, skips its zero frames)
+COLUMN_BLOCK = 256  # tokens per block of an update: keeps its temporaries in cache, skips its zero frames
 
 
 def _column_blocks(num_slots: int, num_new: int, frames: int) -> list[tuple[int, int, int]]:
-    """``(start, stop, first frame)`` of the token blocks an update computes in turn: one block for a short
-    update (a scheduled one, a few frames), else blocks of :data:`COLUMN_BLOCK` tokens, each from the first
-    frame its oldest token receives (a new token at offset o among the new ones receives frames ≥ ⌊o/16⌋)."""
-    if frames <= 2 * COLUMN_BLOCK // HOP:
-        return [(0, num_slots, 0)]
+    """``(start, stop, first frame)`` of the blocks of :data:`COLUMN_BLOCK` tokens an update computes in
+    turn, each from the first of its ``frames`` that its oldest token receives (a new token at offset o
+    among the new ones receives frames ≥ ⌊o/16⌋; an old token all of them)."""
     n_old = num_slots - num_new
-    return [(start, min(start + COLUMN_BLOCK, num_slots), max(start - n_old, 0) // HOP)
+    return [(start, min(start + COLUMN_BLOCK, num_slots), min(max(start - n_old, 0) // HOP, frames - 1))
             for start in range(0, num_slots, COLUMN_BLOCK)]
 
 
