@@ -68,6 +68,17 @@ def test_passkey_grid_ids_and_limit():
     assert [ep.episode_id for ep in limited] == [ep.episode_id for ep in episodes("passkey", CharTokenizer(), 500)[:3]]
 
 
+def test_first_repeat_extends_an_earlier_run_with_new_prompts():
+    tok = CharTokenizer()
+    ten = episodes("passkey", tok, 500, depths=[0.2, 0.8], repeats=10)
+    first = episodes("passkey", tok, 500, depths=[0.2, 0.8], repeats=5)
+    later = episodes("passkey", tok, 500, depths=[0.2, 0.8], repeats=5, first_repeat=5)
+    assert sorted(first + later, key=lambda e: e.episode_id) == sorted(ten, key=lambda e: e.episode_id)
+    assert {e.metadata["repeat"] for e in later} == {5, 6, 7, 8, 9}
+    with pytest.raises(TaskDataError, match="field 'first_repeat'"):
+        episodes("passkey", tok, first_repeat=-1)
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**31), st.sampled_from(SYNTHETIC))
 def test_same_seed_same_episodes(seed, name):
@@ -121,7 +132,7 @@ def test_bad_options_and_contexts_are_named():
     tok = CharTokenizer()
     with pytest.raises(TaskDataError, match=r"field 'depths'.*\[0, 1\]"):
         episodes("passkey", tok, depths=[0.5, 1.5])
-    with pytest.raises(TaskDataError, match="field 'depht'.*valid options: lengths, repeats, max_new_tokens, depths"):
+    with pytest.raises(TaskDataError, match="field 'depht'.*valid options: lengths, repeats, first_repeat, max_new_tokens, depths"):
         episodes("passkey", tok, depht=[0.5])
     with pytest.raises(TaskDataError, match="field 'n_needles'"):
         TASKS.get("multikey_needle")(n_needles=0)

@@ -64,11 +64,14 @@ class SyntheticTask(Task):
     Attributes:
         lengths: target prompt lengths in tokens (each >= 64); None = ``(TaskContext.length,)``.
         repeats: episodes per (length, depth) cell, each with fresh random content (>= 1).
+        first_repeat: index of the first of them (>= 0). Repeat r of a cell is the same prompt whatever
+            the run, so ``repeats: 5, first_repeat: 5`` adds prompts 5..9 to an earlier ``repeats: 5`` run.
         max_new_tokens: answer budget in tokens (>= 1).
     """
 
     lengths: tuple[int, ...] | None = None
     repeats: int = 1
+    first_repeat: int = 0
     max_new_tokens: int = 16
 
     source = SOURCE
@@ -79,6 +82,7 @@ class SyntheticTask(Task):
             if not self.lengths or any(not isinstance(n, int) or n < 64 for n in self.lengths):
                 raise TaskDataError(f"must be integers >= 64 tokens, got {self.lengths}", field="lengths")
         _check_int(self.repeats, "repeats", 1)
+        _check_int(self.first_repeat, "first_repeat", 0)
         _check_int(self.max_new_tokens, "max_new_tokens", 1)
 
     def cells(self) -> list[float | None]:
@@ -96,7 +100,7 @@ class SyntheticTask(Task):
         out: list[Episode] = []
         for length in task.lengths or (context.length,):
             for depth in task.cells():
-                for r in range(task.repeats):
+                for r in range(task.first_repeat, task.first_repeat + task.repeats):
                     if context.limit is not None and len(out) >= context.limit:
                         return out
                     rng = random.Random(f"{self.name}|{context.seed}|{length}|{depth}|{r}")
