@@ -124,26 +124,28 @@ def load(model_name: str | None, random: str | None, device: str, dtype: torch.d
 
 
 def run(model_name: str | None, lengths: list[int], steps: int, device: str, dtype: str,
-        random: str | None = None, repeats: int = 1) -> list[Timing]:
-    """Every variant at every length, ``repeats`` times in turn; each timing is the median of its repeats."""
+        random: str | None = None, repeats: int = 1, policies: list[str] | None = None) -> list[Timing]:
+    """Every variant at every length, ``repeats`` times in turn; each timing is the median of its repeats.
+    ``policies``: the budgeted policies to time (default: every registered one)."""
     device = resolve_device(device)
     model = load(model_name, random, device, resolve_dtype(dtype))
     rows = []
     for length in lengths:
         ids = torch.randint(100, model.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
-        trials = [_variants(model, ids.to(device), steps) for _ in range(repeats)]
+        trials = [_variants(model, ids.to(device), steps, policies) for _ in range(repeats)]
         rows.extend(_median(list(same)) for same in zip(*trials, strict=True))
     return rows
 
 
-def _variants(model, ids: torch.Tensor, steps: int) -> list[Timing]:
-    """Plain SDPA (after a warm-up), the full policy, every budgeted policy at 25 % and the NAMM, once each."""
+def _variants(model, ids: torch.Tensor, steps: int, policies: list[str] | None = None) -> list[Timing]:
+    """Plain SDPA (after a warm-up), the full policy, the budgeted policies at 25 % (``policies``, default
+    all) and the NAMM, once each."""
     model.set_attn_implementation("sdpa")
     time_plain(model, ids[:, :CHUNK], 1)  # warm-up
     rows = [time_plain(model, ids, steps)]
     model.set_attn_implementation(ATTN_IMPLEMENTATION)
     rows.append(time_policy(model, ids, steps, REFERENCE, None))
-    for name in policy_names("required"):
+    for name in policies or policy_names("required"):
         rows.append(time_policy(model, ids, steps, name, round(BUDGET_FRACTION * ids.shape[1])))
     rows.append(time_policy(model, ids, steps, NAMM, None))
     return rows
@@ -193,11 +195,18 @@ def main(argv: list[str] | None = None) -> list[Timing]:
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
     parser.add_argument("--repeats", type=int, default=1,
                         help="run every variant this many times in turn and report the medians (a shared machine)")
+    parser.add_argument("--policies", nargs="+", default=None,
+                        help="budgeted policies to time (default: all); plain SDPA, full and the NAMM always run")
     parser.add_argument("--out", type=Path, default=None, help="also write the result as a markdown file")
     add_device_args(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = run(args.model, args.lengths, args.steps, args.device, args.dtype, args.random, args.repeats)
+    unknown = sorted(set(args.policies or ()) - set(policy_names("required")))
+    if unknown:
+        parser.error(f"--policies: {', '.join(unknown)} are not budgeted policies "
+                     f"(choose from {', '.join(policy_names('required'))})")
+    rows = run(args.model, args.lengths, args.steps, args.device, args.dtype, args.random, args.repeats,
+               args.policies)
     text = "\n".join([table(rows), "", *namm_episode(rows, args.steps)])
     print(text)
     if args.out is not None:
