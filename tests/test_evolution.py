@@ -43,6 +43,9 @@ def test_curriculum_checkpoints_and_log(tmp_path):
     assert [r["generation"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert [r["stage"] for r in rows] == [1, 1, 1, 2, 2, 2]
     assert rows[0]["tasks"] == ["a"] and rows[3]["tasks"] == ["a", "b"]
+    # each stage's first row carries the bar its search mean must beat (evaluated before the generation)
+    assert [r["generation"] for r in rows if "stage_start_fitness" in r] == [1, 4]
+    assert state.best[0][0] >= rows[0]["stage_start_fitness"]
     assert all(r["fitness_best"] >= r["fitness_mean"] for r in rows)
     assert state.generation == 6 and state.stage == 1
     # the search mean improved on the start bar, so a checkpoint exists and loads as a NAMM policy

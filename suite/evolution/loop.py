@@ -116,10 +116,15 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
                     if task not in pools:
                         pools[task] = _checked_pool(config, task, evaluator.pool(task))
                 _ensure_full(evaluator, state, [e for t in tasks for e in pools[t]])
-                if not state.stage_started:  # m at the start of a stage sets the bar, unsaved
-                    state.best[state.stage] = (_evaluate_mean(config, evaluator, backend, state, tasks, pools), None)
+                start_fitness = None
+                if not state.stage_started:  # m at the start of a stage sets the bar (logged, not saved)
+                    start_fitness = _evaluate_mean(config, evaluator, backend, state, tasks, pools)
+                    state.best[state.stage] = (start_fitness, None)
                     state.stage_started = True
+                    logger.info("stage %d starts from evaluated fitness %.4f", state.stage + 1, start_fitness)
                 record = _generation(config, backend, state, tasks, pools)
+                if start_fitness is not None:
+                    record["stage_start_fitness"] = start_fitness
                 if state.stage_generation % config.eval_every == 0 or state.stage_generation == stage.generations:
                     score = _evaluate_mean(config, evaluator, backend, state, tasks, pools)
                     record["eval_fitness"] = score
