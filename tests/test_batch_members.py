@@ -124,8 +124,10 @@ def test_pad_rows_left_pads_whole_periods():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("protocol", [{}, {"protocol": "query-aware", "evict": "once", "budget_fraction": 0.25}],
-                         ids=["scheduled", "query-aware-once"])
+@pytest.mark.parametrize("protocol", [{}, {"protocol": "query-aware", "evict": "once", "budget_fraction": 0.25},
+                                      {"protocol": "query-aware", "evict": "once", "budget_fraction": 0.25,
+                                       "kernel": 5}],
+                         ids=["scheduled", "query-aware-once", "query-aware-once-pooled"])
 def test_evaluator_members_batched_equal_one_by_one(tiny_checkpoint, protocol):
     """Under the one-shot protocol the rows' features are computed once (PolicyView.shared_rows)."""
     from namm_suite.evolution import EvolutionConfig, FitnessEvaluator, Stage

@@ -17,7 +17,7 @@ from namm_suite.evolution.distill import (
     record_episode,
 )
 from namm_suite.namm.features import N_BINS
-from namm_suite.namm.scorer import bam_scores
+from namm_suite.namm.scorer import bam_scores, pool_scores
 
 
 def test_listwise_loss_golden():
@@ -51,13 +51,20 @@ def test_fit_learns_the_feature_that_predicts_future_attention():
     assert not any(p.requires_grad for p in params.parameters())
 
 
-def test_calibration_keeps_the_asked_share():
+@pytest.mark.parametrize("kernel", [1, 7])
+def test_calibration_keeps_the_asked_share(kernel):
     records = _synthetic_records(30, 3)
     params = fit_scorer(records, FitConfig(steps=50, lr=1e-2))
-    calibrate_threshold(params, records, keep=0.3)
-    scores = torch.cat([bam_scores(r.features.float(), torch.ones(r.features.shape[:-1], dtype=torch.bool),
-                                   params).flatten() for r in records])
-    assert (scores >= 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
+    calibrate_threshold(params, records, keep=0.3, kernel=kernel)
+
+    def scores(kernel: int) -> torch.Tensor:
+        ones = [torch.ones(r.features.shape[:-1], dtype=torch.bool) for r in records]
+        return torch.cat([pool_scores(bam_scores(r.features.float(), valid, params), valid, kernel).flatten()
+                          for r, valid in zip(records, ones)])
+
+    assert (scores(kernel) >= 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
+    if kernel > 1:  # the same b_c without pooling keeps far fewer: the pooled share is what was asked
+        assert (scores(1) >= 0).float().mean().item() < 0.2
 
 
 @pytest.mark.slow

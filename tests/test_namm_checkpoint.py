@@ -143,3 +143,27 @@ def test_policy_loads_checkpoint_and_saves_it_back(tmp_path):
     copy = load_namm(tmp_path / "copy")
     assert torch.equal(copy.params.to_vector(), params.to_vector()) and copy.provenance == {"copied": True}
     assert NammPolicy().vector().abs().sum() == 0 and torch.equal(NammPolicy().var, torch.ones(17))
+
+
+def test_kernel_is_recorded_and_older_sidecars_load_with_none(tmp_path):
+    write_checkpoint(tmp_path / "pooled", NammHyperParams(kernel=7))
+    assert load_namm(tmp_path / "pooled").hparams.kernel == 7
+    assert NammPolicy.from_checkpoint(tmp_path / "pooled").kernel == 7  # the checkpoint's width by default
+    assert NammPolicy.from_checkpoint(tmp_path / "pooled", kernel=1).kernel == 1  # an explicit one wins
+    # a sidecar written before the field existed ran without pooling
+    write_checkpoint(tmp_path / "old")
+    meta = json.loads((tmp_path / "old.json").read_text())
+    del meta["hparams"]["kernel"]
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    assert load_namm(tmp_path / "old").hparams.kernel == 1
+    policy = NammPolicy.from_checkpoint(tmp_path / "old", kernel=5)
+    policy.save(tmp_path / "resaved")
+    assert load_namm(tmp_path / "resaved").hparams.kernel == 5  # what it ran with is what it records
+
+
+@pytest.mark.parametrize("kernel", [0, 2, -3, 1.0, True])
+def test_bad_kernels_are_refused(kernel):
+    with pytest.raises(ValueError, match="kernel must be a positive odd number"):
+        NammHyperParams(kernel=kernel)
+    with pytest.raises(ValueError, match="NammPolicy.kernel must be a positive odd number"):
+        NammPolicy(kernel=kernel)

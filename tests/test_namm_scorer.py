@@ -14,6 +14,7 @@ from namm_suite.namm import (
     NUM_PARAMS,
     BamParams,
     bam_scores,
+    pool_scores,
     select_kappa,
     select_threshold,
     update_ema,
@@ -361,3 +362,43 @@ def test_policy_needs_attention_and_state():
     del view.state["namm_ctx"]
     with pytest.raises(ValueError, match="namm_ctx"):
         NammPolicy().select(view)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 30), st.sampled_from([1, 3, 5, 7]), st.integers(0, 2**31 - 1))
+def test_pool_scores_is_the_best_valid_neighbour(heads, n, width, seed):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(2, heads, n, generator=g)
+    valid = torch.rand(2, heads, n, generator=g) > 0.3
+    pooled = pool_scores(scores, valid, width)
+    half = width // 2
+    for b in range(2):
+        for h in range(heads):
+            for i in range(n):
+                if not valid[b, h, i]:  # padding keeps its own (meaningless) score
+                    assert pooled[b, h, i] == scores[b, h, i]
+                    continue
+                window = [j for j in range(max(0, i - half), min(n, i + half + 1)) if valid[b, h, j]]
+                assert pooled[b, h, i] == max(scores[b, h, j] for j in window)
+    assert torch.equal(pool_scores(scores, valid, 1), scores)
+
+
+def test_policy_kernel_keeps_the_neighbours_of_a_kept_token():
+    theta = torch.randn(NUM_PARAMS, generator=torch.Generator().manual_seed(0)) * 0.1
+    plain, pooled = NammPolicy(), NammPolicy(kernel=5)
+    plain.set_vector(theta)
+    pooled.set_vector(theta)
+    keep_plain, keep_pooled = plain.select(make_view(1, budget=6)), pooled.select(make_view(1, budget=6))
+    assert (keep_pooled.sum(-1) == 6).all()
+
+    def longest_run(keep: torch.Tensor) -> int:  # consecutive kept slots, the newest (always kept) left out
+        newest = torch.where(keep, torch.arange(keep.shape[-1]), -1).argmax()
+        best = run = 0
+        for i, kept in enumerate(keep.tolist()):
+            run = run + 1 if kept and i != newest else 0
+            best = max(best, run)
+        return best
+
+    # the best token's score spreads to the two slots either side of it, and all five tie for the top
+    assert all(longest_run(keep_pooled[0, h]) >= 3 for h in range(3))
+    assert not all(longest_run(keep_plain[0, h]) >= 3 for h in range(3))

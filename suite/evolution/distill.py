@@ -32,7 +32,7 @@ from ..atomic import write_bytes_atomic
 from ..manager import MemoryConfig, MemoryManager
 from ..namm.features import CONTEXT, N_BINS, build_features, update_ema_from_rows
 from ..namm.params import BamParams
-from ..namm.scorer import bam_scores
+from ..namm.scorer import bam_scores, pool_scores
 from ..policies.base import PolicyView
 from ..policies.namm import EMA_KEY, NammPolicy
 
@@ -205,11 +205,15 @@ def ranking_quality(records: list[UpdateRecord], scores_of, share: float = 0.25)
 
 @torch.no_grad()
 def calibrate_threshold(params: BamParams, records: list[UpdateRecord], keep: float,
-                        max_scores: int = 4_000_000) -> float:
+                        max_scores: int = 4_000_000, kernel: int = 1) -> float:
     """Set b_c so that a share ``keep`` of the recorded tokens score ≥ 0 (estimated on a fixed random sample
-    of at most ``max_scores`` scores); returns the shift applied."""
-    scores = torch.cat([bam_scores(r.features.float(), torch.ones(r.features.shape[:-1], dtype=torch.bool),
-                                   params).flatten() for r in records])
+    of at most ``max_scores`` scores) after pooling over ``kernel`` neighbours (``NammPolicy.kernel``; a
+    shift of b_c shifts pooled scores by as much); returns the shift applied."""
+    def scores_of(record: UpdateRecord) -> torch.Tensor:
+        valid = torch.ones(record.features.shape[:-1], dtype=torch.bool)
+        return pool_scores(bam_scores(record.features.float(), valid, params), valid, kernel).flatten()
+
+    scores = torch.cat([scores_of(r) for r in records])
     if scores.numel() > max_scores:
         scores = scores[torch.randperm(scores.numel(), generator=torch.Generator().manual_seed(0))[:max_scores]]
     shift = -float(torch.quantile(scores, 1.0 - keep))

@@ -80,7 +80,7 @@ class FitnessEvaluator:
 
     def member(self, theta: np.ndarray, mu: torch.Tensor, var: torch.Tensor, episodes: list) -> list[EpisodeResult]:
         """Results of the NAMM with parameters ``theta`` (4172 floats) and frozen statistics on ``episodes``."""
-        policy = NammPolicy(selection=self.config.selection)
+        policy = NammPolicy(selection=self.config.selection, kernel=self.config.kernel)
         policy.set_vector(torch.as_tensor(np.asarray(theta), dtype=torch.float32))
         policy.set_stats(mu, var)
         return [self.run(episode, policy) for episode in episodes]
@@ -101,7 +101,7 @@ class FitnessEvaluator:
             if len(group) == 1:
                 out.append(self.member(group[0], mu, var, episodes))
                 continue
-            policy = NammPolicy(selection=self.config.selection)
+            policy = NammPolicy(selection=self.config.selection, kernel=self.config.kernel)
             policy.set_vectors(torch.as_tensor(group, dtype=torch.float32))
             policy.set_stats(mu, var)
             rows = [self._batched(episode, policy, len(group)) for episode in episodes]

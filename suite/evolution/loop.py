@@ -225,10 +225,11 @@ def _evaluate_mean(config, evaluator, backend, state: EvolutionState, tasks: lis
 
 
 def _save_checkpoint(config: EvolutionConfig, state: EvolutionState, path: Path, fitness: float) -> None:
-    policy = NammPolicy(selection=config.selection)
+    policy = NammPolicy(selection=config.selection, kernel=config.kernel)
     policy.set_vector(torch.as_tensor(state.es.mean, dtype=torch.float32))
     policy.set_stats(state.mu, state.var, state.count)
-    policy.hparams = type(policy.hparams)(update_every=config.update_every, selection=config.selection)
+    policy.hparams = type(policy.hparams)(update_every=config.update_every, selection=config.selection,
+                                          kernel=config.kernel)
     policy.save(path, provenance={
         **provenance(), "evolution": config.as_dict(), "generation": state.generation, "stage": state.stage + 1,
         "eval_fitness": fitness, "tasks": config.tasks_of(state.stage),

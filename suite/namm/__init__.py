@@ -28,7 +28,7 @@ from .features import (
     update_ema,
 )
 from .params import D_FEATURE, NUM_PARAMS, PARAM_LAYOUT, PARAM_OFFSETS, BamParams
-from .scorer import backward_mask, bam_scores
+from .scorer import backward_mask, bam_scores, pool_scores
 from .selection import SELECTIONS, prepare_scores, select_kappa, select_threshold
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "RunningStats",
     "backward_mask",
     "bam_scores",
+    "pool_scores",
     "build_features",
     "check_hparams",
     "checkpoint_paths",

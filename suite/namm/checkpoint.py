@@ -31,6 +31,9 @@ SPEC_VERSION = "1"
 FORMAT = "namm-checkpoint"
 #: hyper-parameters that describe a run, not the NAMM itself; never compared on load.
 RUN_SETTINGS = frozenset({"update_every"})
+#: hyper-parameters added after the first checkpoints were written, with the value those checkpoints ran
+#: with: a sidecar without one of them loads with this value.
+LATER_HPARAMS = {"kernel": 1}
 _STAT_TENSORS = (("mu", (N_BINS,)), ("var", (N_BINS,)))
 
 
@@ -47,6 +50,8 @@ class NammHyperParams:
         d_attn: width of the BAM's query/key/value.
         update_every: tokens between NAMM updates (a run setting: a positive multiple of ``hop``).
         selection: eviction rule the parameters were evolved with, "kappa" or "threshold".
+        kernel: odd width of the max-pooling of scores over neighbouring cache slots the parameters were
+            evolved or fitted with (1: none, the reference; a deviation, docs/namm-spec.md).
     """
 
     spec_version: str = SPEC_VERSION
@@ -59,10 +64,12 @@ class NammHyperParams:
     d_attn: int = D_ATTN
     update_every: int = 512
     selection: str = "kappa"
+    kernel: int = 1
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        check_kernel(self.kernel)
         if self.hop <= 0 or self.update_every <= 0 or self.update_every % self.hop:
             raise ValueError(
                 f"update_every must be a positive multiple of hop={self.hop}, got {self.update_every}"
@@ -72,6 +79,12 @@ class NammHyperParams:
                 f"d_feature={self.d_feature} must equal 2·n_recency + n_fft/2 + 1 = "
                 f"{2 * self.n_recency + self.n_fft // 2 + 1}"
             )
+
+
+def check_kernel(kernel: int, owner: str = "kernel") -> None:
+    """Raise ValueError unless ``kernel`` is a positive odd int (a score-pooling width)."""
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"{owner} must be a positive odd number (1: no pooling), got {kernel!r}")
 
 
 class NammCheckpoint(NamedTuple):
@@ -181,6 +194,8 @@ def _read_sidecar(sidecar_path: Path) -> dict[str, Any]:
 
 def _parse_hparams(raw: Any, sidecar_path: Path) -> NammHyperParams:
     names = {f.name for f in dataclasses.fields(NammHyperParams)}
+    if isinstance(raw, dict):
+        raw = {**LATER_HPARAMS, **raw}
     if not isinstance(raw, dict) or set(raw) != names:
         got = set(raw) if isinstance(raw, dict) else set()
         raise ValueError(

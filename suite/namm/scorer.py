@@ -58,3 +58,19 @@ def bam_scores(features: torch.Tensor, valid: torch.Tensor, params: BamParams) -
     if params.w_c.ndim == 1:
         return x_mod @ params.w_c + params.b_c
     return (x_mod @ params.w_c.mT).squeeze(-1) + params.b_c  # one θ per batch row (BamParams(rows=B))
+
+
+def pool_scores(scores: torch.Tensor, valid: torch.Tensor, width: int) -> torch.Tensor:
+    """Each valid token's score raised to the best score within ``width // 2`` cache slots either side.
+
+    A documented deviation (docs/namm-spec.md, Deviations): SnapKV's max-pooling of its votes, which keeps
+    the neighbours of a token worth keeping (every digit of a number, every word of a name) together.
+    ``scores`` float ``[..., N]``, ``valid`` bool ``[..., N]``; padding neither gives nor takes a score.
+    ``width`` 1 returns ``scores`` unchanged.
+    """
+    if width == 1:
+        return scores
+    lead, n = scores.shape[:-1], scores.shape[-1]
+    masked = scores.masked_fill(~valid.bool(), float("-inf")).reshape(-1, 1, n)
+    pooled = F.max_pool1d(masked, width, stride=1, padding=width // 2).reshape(*lead, n)
+    return torch.where(valid.bool(), pooled, scores)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from ..namm.checkpoint import NammHyperParams, load_namm, save_namm
+from ..namm.checkpoint import NammHyperParams, check_kernel, load_namm, save_namm
 from ..namm.features import CONTEXT, HOP, N_BINS, RunningStats, build_features, update_ema_from_rows
 from ..namm.params import BamParams
-from ..namm.scorer import bam_scores
+from ..namm.scorer import bam_scores, pool_scores
 from ..namm.selection import SELECTIONS
 from .base import MemoryPolicy, PolicyView, register_policy
 from .spec import NAMM
@@ -40,6 +41,9 @@ class NammPolicy(MemoryPolicy):
             frees more memory, a deliberate deviation from the reference).
         collect_stats: add the un-standardised EMA vectors of valid tokens to ``self.stats`` at every
             update (to measure μ, v in a full-cache pass with θ = 0, docs/namm-spec.md §7).
+        kernel: odd width of a max-pooling of the scores over neighbouring cache slots before selection
+            (:func:`~namm_suite.namm.scorer.pool_scores`, a deviation); None takes the checkpoint's
+            (``hparams.kernel``; 1 without a checkpoint); 1, the reference, pools nothing.
 
     ``view.budget``, when given, caps the tokens kept per head; the reference runs without one. Tokens in
     ``view.protected`` are always kept (they rank like the newest token).
@@ -48,6 +52,7 @@ class NammPolicy(MemoryPolicy):
     checkpoint: str | None = None
     selection: str = "kappa"
     collect_stats: bool = False
+    kernel: int | None = None
 
     needs_attention: ClassVar[bool] = True
     attention_rows: ClassVar[int | None] = None
@@ -69,10 +74,14 @@ class NammPolicy(MemoryPolicy):
         self.stats = RunningStats(N_BINS)
         if self.checkpoint is not None:
             # the checkpoint's selection rule is informative only: running the other rule is an option
-            ckpt = load_namm(self.checkpoint, NammHyperParams(), ignore=("selection",))
+            ckpt = load_namm(self.checkpoint, NammHyperParams(), ignore=("selection", "kernel"))
             self.params, self.stats_count = ckpt.params, ckpt.count
             self.mu, self.var = ckpt.mu, ckpt.var
             self.hparams, self.provenance = ckpt.hparams, ckpt.provenance
+        if self.kernel is None:
+            self.kernel = self.hparams.kernel
+        check_kernel(self.kernel, "NammPolicy.kernel")
+        self.hparams = dataclasses.replace(self.hparams, kernel=self.kernel)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], **fields: Any) -> NammPolicy:
@@ -137,7 +146,7 @@ class NammPolicy(MemoryPolicy):
         self.params.to(device)
         self.mu, self.var = self.mu.to(device), self.var.to(device)
         features = build_features(ema, view.positions, valid, self.mu, self.var)
-        scores = bam_scores(features, valid, self.params)
+        scores = pool_scores(bam_scores(features, valid, self.params), valid, self.kernel)
         # Tokens the schedule protects rank like the newest token (+inf): kept, and counted in κ so the
         # cache stays rectangular. The reference protects only the newest (MemoryConfig.protected = 1).
         protected = getattr(view, "protected", None)
