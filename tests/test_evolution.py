@@ -130,3 +130,13 @@ def test_spec_cmaes_constants():
     assert c["chi"] == pytest.approx(64.58715, rel=1e-6)
     assert math.isclose(sum(w for w in c["weights"] if w > 0), 1.0)
     assert sum(w for w in c["weights"] if w < 0) == pytest.approx(-c["alpha"])
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("evolve_*.yaml")), ids=lambda p: p.name)
+def test_committed_evolution_configs_load_and_their_start_exists(path):
+    from namm_suite.namm import load_namm
+
+    config = EvolutionConfig.from_yaml(path)
+    assert config.stages and config.population >= 2
+    if config.init is not None:  # the search starts from a committed checkpoint that loads
+        assert load_namm(ROOT / config.init).hparams.kernel in (1, config.kernel)
