@@ -167,3 +167,15 @@ def test_bad_kernels_are_refused(kernel):
         NammHyperParams(kernel=kernel)
     with pytest.raises(ValueError, match="NammPolicy.kernel must be a positive odd number"):
         NammPolicy(kernel=kernel)
+
+
+def test_gamma_comes_from_the_checkpoint_unless_given(tmp_path):
+    write_checkpoint(tmp_path / "namm")
+    assert NammPolicy.from_checkpoint(tmp_path / "namm").gamma == 0.99  # the spec's, recorded
+    fast = NammPolicy.from_checkpoint(tmp_path / "namm", gamma=0.9)
+    fast.save(tmp_path / "fast")
+    assert load_namm(tmp_path / "fast").hparams.gamma == 0.9
+    assert NammPolicy.from_checkpoint(tmp_path / "fast").gamma == 0.9
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="NammPolicy.gamma must lie in"):
+            NammPolicy(gamma=bad)

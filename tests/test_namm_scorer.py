@@ -402,3 +402,15 @@ def test_policy_kernel_keeps_the_neighbours_of_a_kept_token():
     # the best token's score spreads to the two slots either side of it, and all five tie for the top
     assert all(longest_run(keep_pooled[0, h]) >= 3 for h in range(3))
     assert not all(longest_run(keep_plain[0, h]) >= 3 for h in range(3))
+
+
+def test_policy_gamma_reaches_the_features():
+    view_of = lambda: make_view(3)  # noqa: E731
+    spec, fast = NammPolicy(), NammPolicy(gamma=0.9)
+    first, second = view_of(), view_of()
+    spec.select(first)
+    fast.select(second)
+    expected, _ = update_ema(view_of().attn, view_of().state["namm_ema"], view_of().state["namm_ctx"], 16, 0.9)
+    valid = view_of().valid[..., None]
+    torch.testing.assert_close(second.state["namm_ema"], expected.masked_fill(~valid, 0.0))
+    assert not torch.allclose(first.state["namm_ema"], second.state["namm_ema"])

@@ -166,14 +166,14 @@ def _column_blocks(num_slots: int, num_new: int, frames: int) -> list[tuple[int,
 
 
 def update_ema_from_rows(attn: torch.Tensor, ema: torch.Tensor, context: torch.Tensor,
-                         num_new: int) -> tuple[torch.Tensor, torch.Tensor]:
+                         num_new: int, gamma: float = GAMMA) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`update_ema` on the newest whole hops of ``attn`` ``[..., n, N]`` (an update off the schedule,
     e.g. at the end of a compressed part, may follow any number n of queries); with fewer than one hop the
     stored ``(ema, context)`` are returned unchanged."""
     rows = attn.shape[-2] - attn.shape[-2] % HOP
     if not rows:
         return ema, context
-    return update_ema(attn[..., attn.shape[-2] - rows:, :], ema, context, num_new)
+    return update_ema(attn[..., attn.shape[-2] - rows:, :], ema, context, num_new, gamma)
 
 
 def recency_encoding(age: torch.Tensor) -> torch.Tensor:

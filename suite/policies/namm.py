@@ -44,6 +44,8 @@ class NammPolicy(MemoryPolicy):
         kernel: odd width of a max-pooling of the scores over neighbouring cache slots before selection
             (:func:`~namm_suite.namm.scorer.pool_scores`, a deviation); None takes the checkpoint's
             (``hparams.kernel``; 1 without a checkpoint); 1, the reference, pools nothing.
+        gamma: the per-query EMA coefficient of the features; None takes the checkpoint's (``hparams.gamma``,
+            0.99 as the spec). A smaller one weighs the newest queries more (a deviation).
 
     ``view.budget``, when given, caps the tokens kept per head; the reference runs without one. Tokens in
     ``view.protected`` are always kept (they rank like the newest token).
@@ -53,6 +55,7 @@ class NammPolicy(MemoryPolicy):
     selection: str = "kappa"
     collect_stats: bool = False
     kernel: int | None = None
+    gamma: float | None = None
 
     needs_attention: ClassVar[bool] = True
     attention_rows: ClassVar[int | None] = None
@@ -74,14 +77,18 @@ class NammPolicy(MemoryPolicy):
         self.stats = RunningStats(N_BINS)
         if self.checkpoint is not None:
             # the checkpoint's selection rule is informative only: running the other rule is an option
-            ckpt = load_namm(self.checkpoint, NammHyperParams(), ignore=("selection", "kernel"))
+            ckpt = load_namm(self.checkpoint, NammHyperParams(), ignore=("selection", "kernel", "gamma"))
             self.params, self.stats_count = ckpt.params, ckpt.count
             self.mu, self.var = ckpt.mu, ckpt.var
             self.hparams, self.provenance = ckpt.hparams, ckpt.provenance
         if self.kernel is None:
             self.kernel = self.hparams.kernel
         check_kernel(self.kernel, "NammPolicy.kernel")
-        self.hparams = dataclasses.replace(self.hparams, kernel=self.kernel)
+        if self.gamma is None:
+            self.gamma = self.hparams.gamma
+        if not 0 < self.gamma < 1:
+            raise ValueError(f"NammPolicy.gamma must lie in (0, 1), got {self.gamma!r}")
+        self.hparams = dataclasses.replace(self.hparams, kernel=self.kernel, gamma=self.gamma)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], **fields: Any) -> NammPolicy:
@@ -133,7 +140,8 @@ class NammPolicy(MemoryPolicy):
         # with fewer than one hop since the last update, the tokens are scored on their stored features;
         # rows that share one prefix share its features, which are computed once
         lead = slice(0, 1) if view.shared_rows else slice(None)
-        ema, context = update_ema_from_rows(view.attn[lead], ema[lead], context[lead], view.num_new)
+        ema, context = update_ema_from_rows(view.attn[lead], ema[lead], context[lead], view.num_new,
+                                               self.gamma)
         if view.shared_rows:
             ema, context = (t.expand(valid.shape[0], *t.shape[1:]) for t in (ema, context))
         ema = ema.masked_fill(~valid[..., None], 0.0)
