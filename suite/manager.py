@@ -113,6 +113,8 @@ class MemoryManager:
         self.frozen = False  # after freeze(): no more evictions, every later token stays
         self._answer_kept = self._context_kept = 0.0
         self._context_tokens = 0
+        self._cells_memo: dict = {}  # PolicyView.prefix_memo of the cells started from this manager
+        self._prefix_memo: dict | None = None  # that of the prefix this manager started from
 
     @property
     def needs_attention(self) -> bool:
@@ -161,6 +163,7 @@ class MemoryManager:
                 layer.state = {name: torch.zeros((batch, heads, slots, *shape), device=layer.device)
                                for name, shape in layer.token_state_shapes.items()}
         self.cache, self._acc = cache, copy.deepcopy(source._acc)
+        self._prefix_memo = source._cells_memo
         if self.policy.needs_attention:
             self._attention = {i: rows.newest(self.policy.attention_rows, self._slots(i))
                                for i, rows in source._attention.items()}
@@ -170,6 +173,7 @@ class MemoryManager:
         """Drop the cache and the recorded attention now (the manager and its cache refer to each other, so
         without this their tensors wait for Python's cycle collector)."""
         self._attention, self.cache = {}, None
+        self._cells_memo, self._prefix_memo = {}, None
 
     def _slots(self, layer_idx: int) -> int:
         """Columns of layer ``layer_idx``'s attention rows: its slots plus those it dropped since the update."""
@@ -291,10 +295,11 @@ class MemoryManager:
         """One memory update on every layer: build each layer's view, ask the policy, evict, compact."""
         start = time.perf_counter()
         spread = self._spread_rows(cache)
+        memo = self._prefix_memo if not self._acc.n_updates else None  # only the first update is shared
         for layer in cache.layers:
             next_position = layer.query_positions.amax(-1)[:, None, None] + 1  # [B, 1, 1]: per batch row
             layer.drop_outside_window(int(next_position.min()))
-            view = self._view(layer, shared_rows=spread)
+            view = self._view(layer, shared_rows=spread, prefix_memo=memo)
             keep = self._select(layer, view) & ~layer.outside_window(next_position)
             layer.state.update(view.state)
             layer.compact(keep)
@@ -333,7 +338,7 @@ class MemoryManager:
         self._check_keep(keep, view)
         return keep
 
-    def _view(self, layer: RaggedLayer, shared_rows: bool = False) -> PolicyView:
+    def _view(self, layer: RaggedLayer, shared_rows: bool = False, prefix_memo: dict | None = None) -> PolicyView:
         attn = None
         if self.policy.needs_attention:
             buffer = self._attention.get(layer.layer_idx)
@@ -355,6 +360,7 @@ class MemoryManager:
             state=dict(layer.state),
             protected=self._protected_mask(layer),
             shared_rows=shared_rows,
+            prefix_memo=prefix_memo,
         )
 
     def _protected_mask(self, layer: RaggedLayer) -> torch.Tensor:

@@ -7,7 +7,9 @@ recording every attention row when any policy reads attention) and starts each (
 from a copy (:meth:`MemoryManager.start_from`): the one eviction, the question (``context`` protocol) and
 the answer are then each cell's own. The attention output never depends on what is recorded (it always
 comes from SDPA), so a cell's answer and memory statistics equal those of running it alone
-(tests/test_shared_prefix.py). Only its timings differ: ``extra["shared_prefill_seconds"]`` is the shared
+(tests/test_shared_prefix.py). What a policy computes at that first update from the shared rows alone is
+computed once too: the cells share a scratch dict there (``PolicyView.prefix_memo``), in which the NAMM keeps
+its features, which depend on neither θ nor the cache size. Only its timings differ: ``extra["shared_prefill_seconds"]`` is the shared
 read, counted in every cell's ``prefill_seconds`` and ``wall_seconds``.
 """
 

@@ -100,3 +100,30 @@ def test_prefix_and_cells_hold_attention_rows_at_their_size_and_release_them(ada
     assert all(b.data.shape[2:] == (window, n) for b in cell._attention.values())
     prefix.release()
     assert prefix.manager.cache is None and not prefix.manager._attention
+
+
+@pytest.mark.parametrize("protocol", ["context", "query-aware"])
+def test_namm_cells_of_one_prefix_compute_its_features_once(adapter, protocol, monkeypatch):
+    import namm_suite.policies.namm as namm_module
+
+    calls = []
+    real = namm_module.update_ema_from_rows
+    monkeypatch.setattr(namm_module, "update_ema_from_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    prefix = adapter.read_prefix(EPISODE, config(protocol, "full"), reads_attention=True)
+    layers = adapter.model.config.num_hidden_layers
+    for fraction, kernel in ((0.3, 1), (0.5, 1), (0.3, 3)):  # caps and pooling: the same features
+        memory = dataclasses.replace(config(protocol, "namm"), budget_fraction=fraction)
+        policy, alone_policy = evicting_policy("namm"), evicting_policy("namm")
+        policy.kernel = alone_policy.kernel = kernel
+        alone = MemoryManager(alone_policy, memory)
+        expected = adapter.run(EPISODE, alone)
+        before = len(calls)
+        shared = MemoryManager(policy, memory)
+        got = adapter.run(EPISODE, shared, prefix)
+        assert got.output == expected.output and held_positions(shared) == held_positions(alone)
+        assert len(calls) - before == (layers if fraction == 0.3 and kernel == 1 else 0)
+    other = evicting_policy("namm")
+    other.gamma = 0.9  # other features: computed again
+    before = len(calls)
+    adapter.run(EPISODE, MemoryManager(other, config(protocol, "namm")), prefix)
+    assert len(calls) - before == layers

@@ -59,6 +59,10 @@ class PolicyView:
         shared_rows: every batch row holds the same cache, attention rows and state (a one-row prefix just
             copied to the rows of population members that differ only in their policy parameters), so work
             that does not depend on those parameters may be done on row 0 alone.
+        prefix_memo: at the first update of a cell started from a shared prefix
+            (:mod:`~namm_suite.shared_prefix`), a dict shared by every cell of that prefix, which all see
+            the same cache, attention rows and (zero) state there: what a policy computes from those alone
+            may be kept in it for the next cell. ``None`` elsewhere.
     """
 
     layer: int
@@ -72,6 +76,7 @@ class PolicyView:
     state: dict[str, torch.Tensor] = field(default_factory=dict)
     protected: torch.Tensor | None = None
     shared_rows: bool = False
+    prefix_memo: dict | None = None
 
 
 class MemoryPolicy(ABC):

@@ -119,6 +119,19 @@ class NammPolicy(MemoryPolicy):
         """Write θ, μ, v and hyper-parameters as a checkpoint (see :func:`save_namm`)."""
         save_namm(path, self.params, self.mu, self.var, self.stats_count, self.hparams, provenance or {})
 
+    def _features_once(self, view: PolicyView, ema: torch.Tensor, context: torch.Tensor,
+                       lead: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """The updated ``(ema, context)``, computed once for all the cells of a shared prefix: they depend
+        only on the attention rows, the stored state and γ (never on θ, μ, v or the cache size)."""
+        key = ("namm_features", view.layer, self.gamma, view.num_new, tuple(view.attn.shape))
+        memo = view.prefix_memo
+        if memo is not None and key in memo:
+            return memo[key]
+        out = update_ema_from_rows(view.attn[lead], ema, context, view.num_new, self.gamma)
+        if memo is not None:
+            memo[key] = out
+        return out
+
     @torch.no_grad()
     def select(self, view: PolicyView) -> torch.Tensor:
         """Update the per-token EMA/context state in ``view.state`` and return the bool keep mask.
@@ -140,8 +153,7 @@ class NammPolicy(MemoryPolicy):
         # with fewer than one hop since the last update, the tokens are scored on their stored features;
         # rows that share one prefix share its features, which are computed once
         lead = slice(0, 1) if view.shared_rows else slice(None)
-        ema, context = update_ema_from_rows(view.attn[lead], ema[lead], context[lead], view.num_new,
-                                               self.gamma)
+        ema, context = self._features_once(view, ema[lead], context[lead], lead)
         if view.shared_rows:
             ema, context = (t.expand(valid.shape[0], *t.shape[1:]) for t in (ema, context))
         ema = ema.masked_fill(~valid[..., None], 0.0)
