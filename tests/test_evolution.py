@@ -62,6 +62,14 @@ def test_curriculum_checkpoints_and_log(tmp_path):
         policy.provenance["generation"] < 6
 
 
+def test_checkpoints_record_the_runs_namm_settings(tmp_path):
+    from namm_suite.namm import load_namm
+
+    _run(tmp_path, fake_config(kernel=3, selection="threshold", update_every=32))
+    hparams = load_namm(tmp_path / "namm_last").hparams
+    assert (hparams.kernel, hparams.selection, hparams.update_every) == (3, "threshold", 32)
+
+
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     _run(tmp_path / "straight")
     _run(tmp_path / "split", max_generations=2)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -228,8 +228,7 @@ def _save_checkpoint(config: EvolutionConfig, state: EvolutionState, path: Path,
     policy = NammPolicy(selection=config.selection, kernel=config.kernel)
     policy.set_vector(torch.as_tensor(state.es.mean, dtype=torch.float32))
     policy.set_stats(state.mu, state.var, state.count)
-    policy.hparams = type(policy.hparams)(update_every=config.update_every, selection=config.selection,
-                                          kernel=config.kernel)
+    policy.hparams = replace(policy.hparams, update_every=config.update_every)  # selection, kernel: the policy's
     policy.save(path, provenance={
         **provenance(), "evolution": config.as_dict(), "generation": state.generation, "stage": state.stage + 1,
         "eval_fitness": fitness, "tasks": config.tasks_of(state.stage),
