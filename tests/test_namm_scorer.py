@@ -405,7 +405,7 @@ def test_policy_kernel_keeps_the_neighbours_of_a_kept_token():
 
 
 def test_policy_gamma_reaches_the_features():
-    view_of = lambda: make_view(3)  # noqa: E731
+    view_of = lambda: make_view(3)
     spec, fast = NammPolicy(), NammPolicy(gamma=0.9)
     first, second = view_of(), view_of()
     spec.select(first)

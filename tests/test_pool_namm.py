@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from namm_suite.evolution.distill import UpdateRecord, save_records
-from namm_suite.namm import NUM_PARAMS, N_BINS, load_namm, pool_scores
+from namm_suite.namm import N_BINS, NUM_PARAMS, load_namm, pool_scores
 from namm_suite.namm.scorer import bam_scores
 from namm_suite.policies.namm import NammPolicy
 
