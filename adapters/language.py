@@ -150,7 +150,8 @@ class LanguageAdapter:
         return Prediction(text, manager.stats(), prefill + decode, extra)
 
     @torch.no_grad()
-    def answer_likelihood(self, episode: Episode, manager: MemoryManager, answer: str | None = None) -> Prediction:
+    def answer_likelihood(self, episode: Episode, manager: MemoryManager, answer: str | None = None,
+                          prefix: SharedPrefix | None = None) -> Prediction:
         """Teacher-forced likelihood of ``answer`` (default: the episode's first reference) after the prompt,
         under ``manager``'s memory: one pass, no sampling. ``output`` is the answer's geometric-mean token
         probability ``exp(mean log p)`` in (0, 1]; ``extra["mean_logprob"]`` is its log.
@@ -158,7 +159,8 @@ class LanguageAdapter:
         A manager with ``rows`` > 1 reads the episode as that many rows that differ only in their memory
         (population members, one NAMM θ each; the prompt before the first eviction is computed once):
         ``output`` and ``extra["mean_logprob"]`` are then lists, one per row, and ``extra["mean_kept"]``
-        gives each row's ``mean_kept``."""
+        gives each row's ``mean_kept``. From ``prefix`` (:meth:`read_prefix` of this episode, one row) when
+        given, instead of reading the prompt's compressed part."""
         context, question = self.encode_parts(episode.inputs, episode.inputs.get("chat", True))
         answer = episode.references[0] if answer is None else answer
         cue = episode.inputs.get("cue") or ""
@@ -169,7 +171,11 @@ class LanguageAdapter:
             raise ValueError(f"episode {episode.episode_id!r}: the answer {answer!r} has no tokens")
         rows = manager.rows
         start = time.perf_counter()
-        first = prefill_prompt(manager, self.model, context, question)[:, None]  # predicts answer token 1
+        if prefix is None:
+            first = prefill_prompt(manager, self.model, context, question)[:, None]  # predicts answer token 1
+        else:
+            manager.start_from(prefix.manager)
+            first = finish_prompt(manager, self.model, prefix.parts[1], prefix.logits)[:, None]
         rest = manager.forward(self.model, target[:, :-1], all_logits=True) if target.shape[1] > 1 else first[:, :0]
         logprobs = torch.log_softmax(torch.cat([first, rest], dim=1).float(), dim=-1)
         means = logprobs.gather(-1, target.expand(rows, -1)[..., None]).mean((1, 2)).tolist()
@@ -177,6 +183,8 @@ class LanguageAdapter:
                  "mean_logprob": means[0] if rows == 1 else means}
         if rows > 1:
             extra["mean_kept"] = manager.mean_kept_rows()
+        if prefix is not None:
+            extra["shared_prefill_seconds"] = prefix.seconds
         output = math.exp(means[0]) if rows == 1 else [math.exp(m) for m in means]
         return Prediction(output, manager.stats(), time.perf_counter() - start, extra)
 

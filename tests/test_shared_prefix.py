@@ -45,6 +45,14 @@ def test_every_policy_from_a_shared_prefix_equals_running_alone(adapter, protoco
         assert untimed(shared) == untimed(alone), name
         assert got.extra["shared_prefill_seconds"] == prefix.seconds
         assert got.extra["prefill_seconds"] >= prefix.seconds
+        # the answer's teacher-forced likelihood (scripts/likelihood_table.py) from the prefix equals it alone
+        alone = MemoryManager(evicting_policy(name), config(protocol, name))
+        expected = adapter.answer_likelihood(EPISODE, alone)
+        shared = MemoryManager(evicting_policy(name), config(protocol, name))
+        got = adapter.answer_likelihood(EPISODE, shared, prefix=prefix)
+        assert got.extra["mean_logprob"] == pytest.approx(expected.extra["mean_logprob"], abs=1e-5), name
+        assert held_positions(shared) == held_positions(alone), name
+        assert got.extra["shared_prefill_seconds"] == prefix.seconds
 
 
 def test_a_prefix_without_attention_serves_only_policies_that_read_none(adapter):
@@ -73,9 +81,9 @@ def test_a_used_manager_cannot_be_a_prefix(adapter):
 
 @pytest.mark.parametrize("protocol", ["context", "query-aware"])
 def test_a_sweep_shares_prefixes_and_writes_the_same_rows(adapter, tiny_checkpoint, tmp_path, protocol):
-    base = dict(tasks=["passkey"], policies=["full", "tova", "h2o", "snapkv", "keynorm", "namm"],
-                cache_sizes=["25%", "50%"], model=str(tiny_checkpoint), length=256, limit=2, protocol=protocol,
-                evict="once", namm_cap=True, update_every=32)
+    base = {"tasks": ["passkey"], "policies": ["full", "tova", "h2o", "snapkv", "keynorm", "namm"],
+            "cache_sizes": ["25%", "50%"], "model": str(tiny_checkpoint), "length": 256, "limit": 2,
+            "protocol": protocol, "evict": "once", "namm_cap": True, "update_every": 32}
     rows = {}
     for share in (True, False):
         out = tmp_path / f"{share}.jsonl"
