@@ -30,6 +30,7 @@ from namm_suite.evolution.distill import (
     save_records,
 )
 from namm_suite.manager import MemoryConfig, MemoryManager
+from namm_suite.namm.features import GAMMA
 from namm_suite.policies.namm import NammPolicy
 from namm_suite.provenance import provenance
 from namm_suite.tasks import TASKS, TaskContext
@@ -49,8 +50,8 @@ def episodes(adapter, tasks: dict, length: int, seed: int, per_task: int) -> lis
     return out
 
 
-def measure_stats(adapter, sample: list, update_every: int):
-    policy = NammPolicy(collect_stats=True)
+def measure_stats(adapter, sample: list, update_every: int, gamma: float):
+    policy = NammPolicy(collect_stats=True, gamma=gamma)
     for episode in sample:
         adapter.run(episode, MemoryManager(policy, MemoryConfig(update_every=update_every)))
     return policy.stats
@@ -79,7 +80,7 @@ def record_all(adapter, eps: list, folder: Path, mu, var, args) -> list:
         if not path.exists():
             start = time.perf_counter()
             recs = record_episode(adapter, episode, mu, var, args.update_every, keep_updates=args.keep_updates,
-                                  seed=i, one_shot=args.one_shot)
+                                  seed=i, one_shot=args.one_shot, gamma=args.gamma)
             save_records(recs, path)
             logger.info("recorded %d/%d %s (%d updates, %.1fs)", i + 1, len(eps), path.name, len(recs),
                          time.perf_counter() - start)
@@ -104,7 +105,11 @@ def main() -> None:
     parser.add_argument("--one-shot", action="store_true",
                         help="also record each layer's one-shot (query-aware) eviction, target: the answer's attention")
     parser.add_argument("--one-shot-share", type=float, default=None, help="share of fit steps on one-shot records")
+    parser.add_argument("--one-shot-only", action="store_true",
+                        help="fit and calibrate on the one-shot records alone (a query-aware specialist)")
     parser.add_argument("--init", type=Path, default=None, help="start the fit from this NAMM checkpoint's θ")
+    parser.add_argument("--gamma", type=float, default=GAMMA, help="the features' per-query EMA coefficient")
+    parser.add_argument("--kernel", type=int, default=1, help="score pooling width the checkpoint uses")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -118,21 +123,27 @@ def main() -> None:
         torch.save({"mu": start.mu, "var": start.var, "count": start.stats_count}, stats_path)
     if not stats_path.exists():
         args.out.mkdir(parents=True, exist_ok=True)
-        stats = measure_stats(adapter, train[:: max(1, len(train) // 6)], args.update_every)
+        stats = measure_stats(adapter, train[:: max(1, len(train) // 6)], args.update_every, args.gamma)
         torch.save({"mu": stats.mean, "var": stats.var, "count": stats.count}, stats_path)
     stats = torch.load(stats_path)
     train_records = record_all(adapter, train, args.out / "train", stats["mu"], stats["var"], args)
     heldout_records = record_all(adapter, heldout, args.out / "heldout", stats["mu"], stats["var"], args)
+    if args.one_shot_only:
+        train_records = [r for r in train_records if r.one_shot]
+        heldout_records = [r for r in heldout_records if r.one_shot]
+        if not train_records:
+            raise SystemExit(f"{args.out}: no one-shot records; record them with --one-shot")
     fit = FitConfig(steps=args.steps, seed=args.seed, one_shot_share=args.one_shot_share)
     init = NammPolicy.from_checkpoint(args.init).params if args.init else None
     params = fit_scorer(train_records, fit, init)
     quality = {kind: quality_table(records, params) for kind, records in
                (("all", heldout_records), ("one-shot", [r for r in heldout_records if r.one_shot])) if records}
-    shift = calibrate_threshold(params, train_records, args.keep)
-    policy = NammPolicy()
+    shift = calibrate_threshold(params, train_records, args.keep, kernel=args.kernel)
+    policy = NammPolicy(gamma=args.gamma, kernel=args.kernel)
     policy.params = params
     policy.set_stats(stats["mu"], stats["var"], stats["count"])
-    policy.hparams = type(policy.hparams)(update_every=args.update_every, selection="kappa")
+    policy.hparams = type(policy.hparams)(update_every=args.update_every, selection="kappa", kernel=args.kernel,
+                                          gamma=args.gamma)
     recipe = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     policy.save(args.checkpoint, provenance={**provenance(), "distill": recipe, "fit_history": fit.history,
                                              "threshold_shift": shift, "heldout_ranking_quality": quality,

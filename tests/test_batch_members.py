@@ -126,8 +126,10 @@ def test_pad_rows_left_pads_whole_periods():
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", [{}, {"protocol": "query-aware", "evict": "once", "budget_fraction": 0.25},
                                       {"protocol": "query-aware", "evict": "once", "budget_fraction": 0.25,
-                                       "kernel": 5}],
-                         ids=["scheduled", "query-aware-once", "query-aware-once-pooled"])
+                                       "kernel": 5},
+                                      {"protocol": "query-aware", "evict": "once", "budget_fraction": 0.25,
+                                       "kernel": 5, "gamma": 0.9}],
+                         ids=["scheduled", "query-aware-once", "query-aware-once-pooled", "query-aware-gamma"])
 def test_evaluator_members_batched_equal_one_by_one(tiny_checkpoint, protocol):
     """Under the one-shot protocol the rows' features are computed once (PolicyView.shared_rows)."""
     from namm_suite.evolution import EvolutionConfig, FitnessEvaluator, Stage
@@ -145,3 +147,22 @@ def test_evaluator_members_batched_equal_one_by_one(tiny_checkpoint, protocol):
         assert [r.mean_kept for r in results] == pytest.approx([r.mean_kept for r in alone], rel=1e-6)
     # the members really differ (in what they keep, or, when every one fills its cap, in their scores)
     assert len({(round(m[0].mean_kept, 3), round(m[0].score, 6)) for m in batched}) > 1
+
+
+@pytest.mark.slow
+def test_evaluator_measures_and_runs_members_under_the_configs_gamma(tiny_checkpoint):
+    from dataclasses import replace
+
+    from namm_suite.evolution import EvolutionConfig, FitnessEvaluator, Stage
+
+    config = EvolutionConfig(stages=[Stage("s", ["passkey"], 1)], model=str(tiny_checkpoint), length=160,
+                             update_every=32, pool_size=1, episodes_per_task=1, selection="threshold")
+    spec = FitnessEvaluator(config)
+    fast = FitnessEvaluator(replace(config, gamma=0.5), adapter=spec.adapter)
+    episodes = spec.pool("passkey")
+    stats, fast_stats = spec.statistics(episodes), fast.statistics(episodes)
+    assert stats.count == fast_stats.count and not torch.allclose(stats.mean, fast_stats.mean)
+    theta = _thetas(1, seed=3).numpy()[0]
+    kept = {e.mean_kept for e in (spec.member(theta, stats.mean, stats.var, episodes)[0],
+                                  fast.member(theta, stats.mean, stats.var, episodes)[0])}
+    assert len(kept) == 2  # the same θ and statistics keep other tokens under another γ

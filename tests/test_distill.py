@@ -103,7 +103,8 @@ def test_records_round_trip_through_an_atomic_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_one_shot_records_hold_what_the_namm_sees_at_the_query_aware_eviction(tiny_checkpoint):
+@pytest.mark.parametrize("gamma", [0.99, 0.9])
+def test_one_shot_records_hold_what_the_namm_sees_at_the_query_aware_eviction(tiny_checkpoint, gamma):
     from namm_suite.adapters.language import LanguageAdapter
     from namm_suite.evolution.distill import _RecordingNamm
     from namm_suite.manager import MemoryConfig, MemoryManager
@@ -113,10 +114,11 @@ def test_one_shot_records_hold_what_the_namm_sees_at_the_query_aware_eviction(ti
     episode = TASKS.get("passkey")().episodes(TaskContext(tokenizer=adapter.tokenizer, length=200, seed=1,
                                                           limit=1))[0]
     mu, var = torch.rand(N_BINS), torch.rand(N_BINS) + 0.5
-    records = [r for r in record_episode(adapter, episode, mu, var, update_every=64, one_shot=True) if r.one_shot]
+    records = [r for r in record_episode(adapter, episode, mu, var, update_every=64, one_shot=True, gamma=gamma)
+               if r.one_shot]
     prompt = sum(part.shape[1] for part in adapter.encode_parts(episode.inputs))
     assert sorted(r.layer for r in records) == list(range(adapter.model.config.num_hidden_layers))
-    policy = _RecordingNamm()
+    policy = _RecordingNamm(gamma=gamma)
     policy.set_stats(mu, var)
     adapter.run(episode, MemoryManager(policy, MemoryConfig(update_every=64, protocol="query-aware", evict="once")))
     for record in records:

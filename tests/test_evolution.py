@@ -65,9 +65,15 @@ def test_curriculum_checkpoints_and_log(tmp_path):
 def test_checkpoints_record_the_runs_namm_settings(tmp_path):
     from namm_suite.namm import load_namm
 
-    _run(tmp_path, fake_config(kernel=3, selection="threshold", update_every=32))
+    _run(tmp_path, fake_config(kernel=3, selection="threshold", update_every=32, gamma=0.95))
     hparams = load_namm(tmp_path / "namm_last").hparams
-    assert (hparams.kernel, hparams.selection, hparams.update_every) == (3, "threshold", 32)
+    assert (hparams.kernel, hparams.selection, hparams.update_every, hparams.gamma) == (3, "threshold", 32, 0.95)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, -0.5])
+def test_a_gamma_outside_the_open_unit_interval_is_refused(gamma):
+    with pytest.raises(ValueError, match="invalid gamma"):
+        fake_config(gamma=gamma)
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):

@@ -10,6 +10,7 @@ import yaml
 
 from ..device import placement
 from ..manager import PROTOCOLS
+from ..namm.features import GAMMA
 
 
 @dataclass
@@ -37,6 +38,8 @@ class EvolutionConfig:
         workers: fitness-evaluation processes (1 = in-process); backend "local" or "ray".
         selection: NAMM eviction rule used during evolution.
         kernel: the NAMM's score-pooling width during evolution (``NammPolicy.kernel``; 1: none, the spec).
+        gamma: the features' per-query EMA coefficient during evolution (``NammPolicy.gamma``; 0.99, the
+            spec's). A checkpoint given as ``init`` should have been made under the same γ.
         cache_penalty: p in [0, 1); fitness is multiplied by (1 − p × kept fraction). 0 = the spec's raw
             fitness; > 0 is a documented deviation that asks for smaller caches.
         device / dtype: where each worker's model runs (see :mod:`namm_suite.device`).
@@ -73,6 +76,7 @@ class EvolutionConfig:
     address: str | None = None
     selection: str = "kappa"
     kernel: int = 1
+    gamma: float = GAMMA
     cache_penalty: float = 0.0
     device: str = "auto"
     dtype: str = "fp32"
@@ -103,7 +107,7 @@ class EvolutionConfig:
             "backend": self.backend in ("local", "ray"),
             "update_every": self.update_every > 0 and self.update_every % 16 == 0, "length": self.length > 0,
             "pool_size": self.pool_size > 0, "selection": self.selection in ("kappa", "threshold"),
-            "kernel": self.kernel >= 1 and self.kernel % 2 == 1,
+            "kernel": self.kernel >= 1 and self.kernel % 2 == 1, "gamma": 0 < self.gamma < 1,
             "cache_penalty": 0 <= self.cache_penalty < 1,
             "parents": self.parents is None or 0 < self.parents <= self.population,
             "fitness": self.fitness in ("likelihood", "metric"),

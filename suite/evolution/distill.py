@@ -30,7 +30,7 @@ import torch
 
 from ..atomic import write_bytes_atomic
 from ..manager import MemoryConfig, MemoryManager
-from ..namm.features import CONTEXT, N_BINS, build_features, update_ema_from_rows
+from ..namm.features import CONTEXT, GAMMA, N_BINS, build_features, update_ema_from_rows
 from ..namm.params import BamParams
 from ..namm.scorer import bam_scores, pool_scores
 from ..policies.base import PolicyView
@@ -86,11 +86,11 @@ class _RecordingManager(MemoryManager):
 @torch.no_grad()
 def record_episode(adapter, episode, mu: torch.Tensor, var: torch.Tensor, update_every: int,
                    answer_weight: float = 1.0, keep_updates: float = 1.0, seed: int = 0,
-                   one_shot: bool = False) -> list[UpdateRecord]:
+                   one_shot: bool = False, gamma: float = GAMMA) -> list[UpdateRecord]:
     """Features and future-attention targets of every (update, layer) of ``episode`` (or a random share
-    ``keep_updates`` of them), with the NAMM statistics ``mu``, ``var``; with ``one_shot`` also each
-    layer's record of the query-aware protocol's one eviction (:class:`UpdateRecord`)."""
-    policy = _RecordingNamm()
+    ``keep_updates`` of them), with the NAMM statistics ``mu``, ``var`` and EMA coefficient ``gamma``; with
+    ``one_shot`` also each layer's record of the query-aware protocol's one eviction (:class:`UpdateRecord`)."""
+    policy = _RecordingNamm(gamma=gamma)
     policy.set_stats(mu, var)
     manager = _RecordingManager(policy, MemoryConfig(update_every=update_every))
     prompt = torch.cat(adapter.encode_parts(episode.inputs, episode.inputs.get("chat", True)), dim=1)
@@ -116,17 +116,19 @@ def record_episode(adapter, episode, mu: torch.Tensor, var: torch.Tensor, update
             target = future + answer_weight * answer_mean[:, :seen]
             records.append(UpdateRecord(layer, seen, feats, target))
         if one_shot:
-            feats = one_shot_features(rows[None, :, :n_prompt, :n_prompt], mu, var)[0].to(torch.float16)
+            feats = one_shot_features(rows[None, :, :n_prompt, :n_prompt], mu, var, gamma)[0].to(torch.float16)
             records.append(UpdateRecord(layer, n_prompt, feats, answer_mean[:, :n_prompt].clone(), one_shot=True))
     return records
 
 
-def one_shot_features(attn: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+def one_shot_features(attn: torch.Tensor, mu: torch.Tensor, var: torch.Tensor,
+                      gamma: float = GAMMA) -> torch.Tensor:
     """The features ``[B, H, N, 25]`` the NAMM scores at a one-shot eviction of N tokens read with no earlier
-    update, from their attention ``[B, H, N, N]`` (every row, as :meth:`NammPolicy.select` reads it)."""
+    update, from their attention ``[B, H, N, N]`` (every row, as :meth:`NammPolicy.select` reads it), under
+    the per-query EMA coefficient ``gamma``."""
     batch, heads, n, _ = attn.shape
     zeros = attn.new_zeros
-    ema, _ = update_ema_from_rows(attn, zeros(batch, heads, n, N_BINS), zeros(batch, heads, n, CONTEXT), n)
+    ema, _ = update_ema_from_rows(attn, zeros(batch, heads, n, N_BINS), zeros(batch, heads, n, CONTEXT), n, gamma)
     positions = torch.arange(n, device=attn.device).expand(batch, heads, n)
     return build_features(ema, positions, torch.ones_like(positions, dtype=torch.bool), mu, var)
 

@@ -80,7 +80,8 @@ class FitnessEvaluator:
 
     def member(self, theta: np.ndarray, mu: torch.Tensor, var: torch.Tensor, episodes: list) -> list[EpisodeResult]:
         """Results of the NAMM with parameters ``theta`` (4172 floats) and frozen statistics on ``episodes``."""
-        policy = NammPolicy(selection=self.config.selection, kernel=self.config.kernel)
+        policy = NammPolicy(selection=self.config.selection, kernel=self.config.kernel,
+                            gamma=self.config.gamma)
         policy.set_vector(torch.as_tensor(np.asarray(theta), dtype=torch.float32))
         policy.set_stats(mu, var)
         return [self.run(episode, policy) for episode in episodes]
@@ -101,7 +102,8 @@ class FitnessEvaluator:
             if len(group) == 1:
                 out.append(self.member(group[0], mu, var, episodes))
                 continue
-            policy = NammPolicy(selection=self.config.selection, kernel=self.config.kernel)
+            policy = NammPolicy(selection=self.config.selection, kernel=self.config.kernel,
+                            gamma=self.config.gamma)
             policy.set_vectors(torch.as_tensor(group, dtype=torch.float32))
             policy.set_stats(mu, var)
             rows = [self._batched(episode, policy, len(group)) for episode in episodes]
@@ -116,7 +118,7 @@ class FitnessEvaluator:
 
     def statistics(self, episodes: list) -> RunningStats:
         """docs/namm-spec.md §7: μ, v of all un-standardised EMA vectors of a full-cache (θ = 0) pass."""
-        policy = NammPolicy(collect_stats=True)
+        policy = NammPolicy(collect_stats=True, gamma=self.config.gamma)
         for episode in episodes:
             self.run(episode, policy)
         return policy.stats

@@ -92,6 +92,9 @@ def run_evolution(config: EvolutionConfig, out: Path, evaluator: FitnessEvaluato
     state = load_state(state_path)
     if state is None and config.init is not None:
         start = NammPolicy(checkpoint=config.init)
+        if start.gamma != config.gamma:
+            logger.warning("%s was made under γ = %g; this run's members use γ = %g", config.init, start.gamma,
+                           config.gamma)
         state = EvolutionState(new_strategy(config, start.vector().numpy().astype(np.float64)), start.mu,
                                start.var, start.stats_count)
         logger.info("search mean and standardisation statistics from %s", config.init)
@@ -225,10 +228,10 @@ def _evaluate_mean(config, evaluator, backend, state: EvolutionState, tasks: lis
 
 
 def _save_checkpoint(config: EvolutionConfig, state: EvolutionState, path: Path, fitness: float) -> None:
-    policy = NammPolicy(selection=config.selection, kernel=config.kernel)
+    policy = NammPolicy(selection=config.selection, kernel=config.kernel, gamma=config.gamma)
     policy.set_vector(torch.as_tensor(state.es.mean, dtype=torch.float32))
     policy.set_stats(state.mu, state.var, state.count)
-    policy.hparams = replace(policy.hparams, update_every=config.update_every)  # selection, kernel: the policy's
+    policy.hparams = replace(policy.hparams, update_every=config.update_every)  # selection, kernel, γ: the policy's
     policy.save(path, provenance={
         **provenance(), "evolution": config.as_dict(), "generation": state.generation, "stage": state.stage + 1,
         "eval_fitness": fitness, "tasks": config.tasks_of(state.stage),
