@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -49,6 +49,9 @@ from .policies import PolicySpec, create_policy
 from .provenance import provenance
 from .results import append_row, check_writable, read_rows, sweep_lock
 from .shipped import portable_path
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 logger = logging.getLogger(__name__)
 
@@ -384,7 +387,7 @@ class _Reporter:
         else:
             self.progress = None
 
-    def __enter__(self) -> _Reporter:
+    def __enter__(self) -> Self:
         if self.progress is not None:
             self.progress.__enter__()
             self.bar = self.progress.add_task(self.prefix, total=self.total)

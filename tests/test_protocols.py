@@ -158,7 +158,7 @@ def test_truncated_prompts_warn_with_the_count(tmp_path, caplog):
     assert [e.metadata["truncated"] for e in episodes] == [False, True, True]
     assert "longbench_multifieldqa_en: 2 of 3 prompts were longer than 1000 tokens" in caplog.text
     for episode in episodes:  # the context is found in the (cut) prompt, the cue ends it
-        context, question, cue = split_prompt(episode.inputs)
+        _, question, cue = split_prompt(episode.inputs)
         assert cue == "Answer:" and question.endswith("Question: Which word?\n")
     caplog.clear()
     with caplog.at_level(logging.WARNING):

@@ -168,7 +168,7 @@ class InfiniteBenchTask(Task):
                 metadata.update(n_tokens=n_tokens, truncated=truncated)
             episode_id = str(record.get("id", (str, int), default=f"line{record.line}"))
             inputs = {"prompt": prompt, "chat": self.chat, "question": fields["input"],
-                      **prompt_layout(self.spec.prompt, lambda part: part.format(**fields), prompt)}
+                      **prompt_layout(self.spec.prompt, lambda part, fields=fields: part.format(**fields), prompt)}
             out.append(Episode(task=self.name, episode_id=episode_id, inputs=inputs,
                                references=tuple(str(label) for label in labels),
                                max_new_tokens=self.spec.max_new_tokens, metadata=metadata, scoring={"labels": labels}))
