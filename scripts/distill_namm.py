@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--one-shot-only", action="store_true",
                         help="fit and calibrate on the one-shot records alone (a query-aware specialist)")
     parser.add_argument("--init", type=Path, default=None, help="start the fit from this NAMM checkpoint's θ")
+    parser.add_argument("--target-power", type=float, default=1.0,
+                        help="raise each list's target to this power before normalising (< 1: flatter)")
     parser.add_argument("--gamma", type=float, default=GAMMA, help="the features' per-query EMA coefficient")
     parser.add_argument("--kernel", type=int, default=1, help="score pooling width the checkpoint uses")
     args = parser.parse_args()
@@ -133,7 +135,8 @@ def main() -> None:
         heldout_records = [r for r in heldout_records if r.one_shot]
         if not train_records:
             raise SystemExit(f"{args.out}: no one-shot records; record them with --one-shot")
-    fit = FitConfig(steps=args.steps, seed=args.seed, one_shot_share=args.one_shot_share)
+    fit = FitConfig(steps=args.steps, seed=args.seed, one_shot_share=args.one_shot_share,
+                    target_power=args.target_power)
     init = NammPolicy.from_checkpoint(args.init).params if args.init else None
     params = fit_scorer(train_records, fit, init)
     quality = {kind: quality_table(records, params) for kind, records in

@@ -51,6 +51,15 @@ def test_fit_learns_the_feature_that_predicts_future_attention():
     assert not any(p.requires_grad for p in params.parameters())
 
 
+def test_target_power_fits_the_flattened_target():
+    records = _synthetic_records(12, 4)
+    flattened = [UpdateRecord(r.layer, r.seen, r.features, r.target.sqrt()) for r in records]
+    config = {"steps": 30, "lr": 1e-2, "seed": 5}
+    powered = fit_scorer(records, FitConfig(**config, target_power=0.5)).to_vector()
+    assert torch.allclose(powered, fit_scorer(flattened, FitConfig(**config)).to_vector(), atol=1e-6)
+    assert not torch.allclose(powered, fit_scorer(records, FitConfig(**config)).to_vector(), atol=1e-4)
+
+
 @pytest.mark.parametrize("kernel", [1, 7])
 def test_calibration_keeps_the_asked_share(kernel):
     records = _synthetic_records(30, 3)

@@ -144,7 +144,9 @@ def listwise_loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class FitConfig:
     """Gradient descent on θ: ``steps`` Adam steps at learning rate ``lr``, one recorded update per step
     (all its heads), weight decay ``decay``; ``init_scale`` is the std of the random initial θ.
-    ``one_shot_share``: the share of steps drawn from the one-shot records (None: uniform over all)."""
+    ``one_shot_share``: the share of steps drawn from the one-shot records (None: uniform over all).
+    ``target_power``: each list's target is raised to this power before it is normalised; below 1 it
+    flattens lists that a few tokens (attention sinks) dominate, so the ranking of the rest weighs more."""
 
     steps: int = 3000
     lr: float = 3e-3
@@ -152,6 +154,7 @@ class FitConfig:
     init_scale: float = 0.02
     seed: int = 0
     one_shot_share: float | None = None
+    target_power: float = 1.0
     log_every: int = 250
     history: list[tuple[int, float]] = field(default_factory=list)
 
@@ -177,7 +180,7 @@ def fit_scorer(records: list[UpdateRecord], config: FitConfig, params: BamParams
         record = rng.choice(records) if share is None else rng.choice(pools[rng.random() >= share])
         x = record.features.float()
         scores = bam_scores(x, torch.ones(x.shape[:-1], dtype=torch.bool), params)
-        loss = listwise_loss(scores, record.target)
+        loss = listwise_loss(scores, record.target.clamp_min(0) ** config.target_power)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
