@@ -2,8 +2,9 @@
 # A burst of a NAMM evolution on one GPU, resuming the committed CPU run and leaving its state to commit.
 #
 #   bash scripts/gpu_evolve.sh [GENERATIONS] [RUN_FOLDER] [CONFIG]
-#   # defaults: 40 generations, results/evolve_qa_k15, configs/evolve_smollm2_qa_k15.yaml (from v4, the
-#   # held-out protocol); bash scripts/gpu_evolve.sh 40 results/evolve_qa configs/evolve_smollm2_qa.yaml (from v2);
+#   # defaults: 40 generations, results/evolve_qa_g97, configs/evolve_smollm2_qa_g97.yaml (from v5, the
+#   # held-out protocol); bash scripts/gpu_evolve.sh 40 results/evolve_qa_k15 configs/evolve_smollm2_qa_k15.yaml
+#   # (from v4); bash scripts/gpu_evolve.sh 40 results/evolve_qa configs/evolve_smollm2_qa.yaml (from v2);
 #   # bash scripts/gpu_evolve.sh 40 results/evolve_v2 configs/evolve_smollm2_v2.yaml continues the scheduled run
 #
 # Same search as on the CPU (the config's population, prompts, fitness and seed
@@ -13,8 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 generations="${1:-40}"
-out="${2:-results/evolve_qa_k15}"
-config="${3:-configs/evolve_smollm2_qa_k15.yaml}"
+out="${2:-results/evolve_qa_g97}"
+config="${3:-configs/evolve_smollm2_qa_g97.yaml}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 namm="${NAMM:-.venv/bin/namm}"
 "${PYTHON:-.venv/bin/python}" - <<'PY'

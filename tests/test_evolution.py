@@ -153,4 +153,6 @@ def test_committed_evolution_configs_load_and_their_start_exists(path):
     config = EvolutionConfig.from_yaml(path)
     assert config.stages and config.population >= 2
     if config.init is not None:  # the search starts from a committed checkpoint that loads
-        assert load_namm(ROOT / config.init).hparams.kernel in (1, config.kernel)
+        start = load_namm(ROOT / config.init).hparams
+        assert start.kernel in (1, config.kernel)
+        assert start.gamma == config.gamma  # members read features under the γ the start was fitted under
