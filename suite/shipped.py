@@ -6,11 +6,11 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = PROJECT_ROOT / "checkpoints"
-# the best NAMM for the embedded SmolLM2-135M so far: v4, the scorer fitted to future attention (v2,
-# scripts/distill_namm.py) with its scores max-pooled over 15 neighbouring tokens (scripts/pool_namm.py);
-# results/evolution.md says where it wins and where it does not. v1, from 30 CPU minutes of CMA-ES
-# (configs/evolve_smollm2.yaml), is checkpoints/namm_smollm2.
-SHIPPED_NAMM = CHECKPOINTS / "namm_smollm2_v4"
+# the best NAMM for the embedded SmolLM2-135M so far: v5, a scorer fitted to the query-aware eviction
+# under γ = 0.97 with its scores max-pooled over 15 neighbouring tokens (scripts/distill_namm.py);
+# results/evolution.md says where it wins and where it does not. v4 (v2's scorer, pooled) was the default
+# before it; v1, from 30 CPU minutes of CMA-ES (configs/evolve_smollm2.yaml), is checkpoints/namm_smollm2.
+SHIPPED_NAMM = CHECKPOINTS / "namm_smollm2_v5"
 
 
 def default_namm() -> str | None:
