@@ -12,6 +12,7 @@ checkpoint with the whole recipe in its provenance. Training episodes come from 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -145,8 +146,7 @@ def main() -> None:
     policy = NammPolicy(gamma=args.gamma, kernel=args.kernel)
     policy.params = params
     policy.set_stats(stats["mu"], stats["var"], stats["count"])
-    policy.hparams = type(policy.hparams)(update_every=args.update_every, selection="kappa", kernel=args.kernel,
-                                          gamma=args.gamma)
+    policy.hparams = dataclasses.replace(policy.hparams, update_every=args.update_every)  # kernel, γ: the policy's
     recipe = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     policy.save(args.checkpoint, provenance={**provenance(), "distill": recipe, "fit_history": fit.history,
                                              "threshold_shift": shift, "heldout_ranking_quality": quality,

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from namm_suite.adapters.base import create_adapter
-from namm_suite.manager import MemoryConfig
+from namm_suite.episode import EpisodeSettings, parse_cache_size
 from namm_suite.policies.spec import PolicySpec
 from namm_suite.provenance import provenance
 from namm_suite.results import append_row, read_rows
@@ -87,7 +87,12 @@ def main() -> None:
     labels = [spec.label or spec.name for spec in specs]
     if len(set(labels)) != len(labels):
         raise SystemExit(f"--policies: two policies share a label ({labels}); name them with label=")
-    fraction = float(args.cache[:-1]) / 100 if args.cache.endswith("%") else None
+    try:
+        cache, _ = parse_cache_size(args.cache)
+    except ValueError as err:
+        raise SystemExit(f"--cache: {err}") from None
+    settings = EpisodeSettings(adapter="language", model=args.model, seed=args.seed, length=args.length,
+                               update_every=args.update_every, protocol=args.protocol, evict="once")
     done = {(r["task"], r["episode_id"], r["label"]) for r in read_rows(args.out)} if args.out.exists() else set()
     adapter = create_adapter("language", args.model)
     meta = {"model": args.model, "length": args.length, "seed": args.seed, "cache": args.cache,
@@ -100,14 +105,11 @@ def main() -> None:
                     if (task_name, episode.episode_id, label) not in done]
             if not todo:
                 continue
-            shared = MemoryConfig(update_every=args.update_every, protocol=args.protocol, evict="once")
-            prefix = adapter.read_prefix(episode, shared, reads_attention=True)
+            prefix = adapter.read_prefix(episode, settings.memory_config(None), reads_attention=True)
             for spec, label in todo:
-                self_sized = spec.policy_class().budget_rule == "none"
-                budget = None if self_sized or fraction is not None else int(args.cache)
-                config = MemoryConfig(update_every=args.update_every, protocol=args.protocol, evict="once",
-                                      budget=budget, budget_fraction=None if self_sized else fraction)
-                result = adapter.answer_likelihood(episode, spec.build_manager(config), prefix=prefix)
+                budget = None if spec.policy_class().budget_rule == "none" else cache
+                manager = spec.build_manager(settings.memory_config(budget))
+                result = adapter.answer_likelihood(episode, manager, prefix=prefix)
                 stats = result.stats.as_dict()
                 append_row(args.out, {
                     "task": task_name, "episode_id": episode.episode_id, "label": label, "policy": spec.name,

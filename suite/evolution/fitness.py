@@ -20,6 +20,12 @@ from ..policies.namm import NammPolicy
 from .config import EvolutionConfig
 
 
+def member_policy(config: EvolutionConfig) -> NammPolicy:
+    """A NAMM (θ = 0, no statistics) with the run's eviction rule, pooling width and γ: what every member,
+    and every checkpoint the run saves, is built on."""
+    return NammPolicy(selection=config.selection, kernel=config.kernel, gamma=config.gamma)
+
+
 @dataclass
 class EpisodeResult:
     """Score and mean kept tokens per head of one episode under one policy."""
@@ -80,8 +86,7 @@ class FitnessEvaluator:
 
     def member(self, theta: np.ndarray, mu: torch.Tensor, var: torch.Tensor, episodes: list) -> list[EpisodeResult]:
         """Results of the NAMM with parameters ``theta`` (4172 floats) and frozen statistics on ``episodes``."""
-        policy = NammPolicy(selection=self.config.selection, kernel=self.config.kernel,
-                            gamma=self.config.gamma)
+        policy = member_policy(self.config)
         policy.set_vector(torch.as_tensor(np.asarray(theta), dtype=torch.float32))
         policy.set_stats(mu, var)
         return [self.run(episode, policy) for episode in episodes]
@@ -102,8 +107,7 @@ class FitnessEvaluator:
             if len(group) == 1:
                 out.append(self.member(group[0], mu, var, episodes))
                 continue
-            policy = NammPolicy(selection=self.config.selection, kernel=self.config.kernel,
-                            gamma=self.config.gamma)
+            policy = member_policy(self.config)
             policy.set_vectors(torch.as_tensor(group, dtype=torch.float32))
             policy.set_stats(mu, var)
             rows = [self._batched(episode, policy, len(group)) for episode in episodes]

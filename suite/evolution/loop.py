@@ -32,7 +32,7 @@ from ..provenance import provenance
 from ..results import append_row, check_writable, read_rows
 from .backends import make_backend
 from .config import EvolutionConfig
-from .fitness import FitnessEvaluator, normalised_fitness
+from .fitness import FitnessEvaluator, member_policy, normalised_fitness
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def _evaluate_mean(config, evaluator, backend, state: EvolutionState, tasks: lis
 
 
 def _save_checkpoint(config: EvolutionConfig, state: EvolutionState, path: Path, fitness: float) -> None:
-    policy = NammPolicy(selection=config.selection, kernel=config.kernel, gamma=config.gamma)
+    policy = member_policy(config)
     policy.set_vector(torch.as_tensor(state.es.mean, dtype=torch.float32))
     policy.set_stats(state.mu, state.var, state.count)
     policy.hparams = replace(policy.hparams, update_every=config.update_every)  # selection, kernel, γ: the policy's
