@@ -32,7 +32,7 @@ from namm_suite.evolution.distill import (
 )
 from namm_suite.manager import MemoryConfig, MemoryManager
 from namm_suite.namm.features import GAMMA
-from namm_suite.policies.namm import NammPolicy
+from namm_suite.policies.namm import NammPolicy, full_cache_statistics
 from namm_suite.provenance import provenance
 from namm_suite.tasks import TASKS, TaskContext
 
@@ -49,13 +49,6 @@ def episodes(adapter, tasks: dict, length: int, seed: int, per_task: int) -> lis
                               options={"repeats": -(-per_task // 5), **options})
         out += TASKS.get(name)().episodes(context)[:per_task]
     return out
-
-
-def measure_stats(adapter, sample: list, update_every: int, gamma: float):
-    policy = NammPolicy(collect_stats=True, gamma=gamma)
-    for episode in sample:
-        adapter.run(episode, MemoryManager(policy, MemoryConfig(update_every=update_every)))
-    return policy.stats
 
 
 def quality_table(records: list, params) -> dict:
@@ -126,7 +119,9 @@ def main() -> None:
         torch.save({"mu": start.mu, "var": start.var, "count": start.stats_count}, stats_path)
     if not stats_path.exists():
         args.out.mkdir(parents=True, exist_ok=True)
-        stats = measure_stats(adapter, train[:: max(1, len(train) // 6)], args.update_every, args.gamma)
+        stats = full_cache_statistics(
+            lambda episode, policy: adapter.run(episode, MemoryManager(policy, MemoryConfig(update_every=args.update_every))),
+            train[:: max(1, len(train) // 6)], args.gamma)
         torch.save({"mu": stats.mean, "var": stats.var, "count": stats.count}, stats_path)
     stats = torch.load(stats_path)
     train_records = record_all(adapter, train, args.out / "train", stats["mu"], stats["var"], args)

@@ -29,6 +29,7 @@ from namm_suite.adapters.base import create_adapter
 from namm_suite.episode import EpisodeSettings, parse_cache_size
 from namm_suite.policies.spec import PolicySpec
 from namm_suite.provenance import provenance
+from namm_suite.report import t95
 from namm_suite.results import append_row, read_rows
 from namm_suite.tasks import TASKS, TaskContext
 
@@ -37,13 +38,13 @@ REFERENCE = "full"
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its normal 95% interval (0 for fewer than two values)."""
+    """Mean and the half-width of its 95% interval (Student's t, as the reports; 0 for one value)."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
         return mean, 0.0
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, 1.96 * sd / math.sqrt(n)
+    return mean, t95(n - 1) * sd / math.sqrt(n)
 
 
 def table(rows: list[dict]) -> str:

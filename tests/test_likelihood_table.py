@@ -30,8 +30,8 @@ def test_table_golden_numbers():
     rows = [_row("a", "full", 0.5, 1.0), _row("b", "full", 0.25, 1.0),
             _row("a", "p", 0.25, 0.2), _row("b", "p", 0.25, 0.3), _row("c", "p", 0.9, 0.3)]  # c: no full row
     line = next(line for line in _module().table(rows).splitlines() if "| p |" in line)
-    # shared episodes a, b: mean 0.25 (no spread), ratio 0.25 / 0.375, Δ log p = (log ½ + 0) / 2 ± 1.96·sd/√2
-    delta_ci = 1.96 * math.sqrt(2 * (math.log(0.5) / 2) ** 2) / math.sqrt(2)
+    # shared episodes a, b: mean 0.25 (no spread), ratio 0.25 / 0.375, Δ log p = (log ½ + 0) / 2 ± t₉₅(1)·sd/√2
+    delta_ci = 12.706 * math.sqrt(2 * (math.log(0.5) / 2) ** 2) / math.sqrt(2)
     assert line == (f"| t | p | 2 | 0.250 ± 0.000 | {0.25 / 0.375:.3f} | {math.log(0.5) / 2:+.3f} ± {delta_ci:.3f} "
                     "| 25% |")
 

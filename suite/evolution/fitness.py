@@ -16,7 +16,7 @@ from ..episode import answer_and_score
 from ..manager import MemoryConfig, MemoryManager
 from ..namm.features import RunningStats
 from ..policies import REFERENCE, create_policy
-from ..policies.namm import NammPolicy
+from ..policies.namm import NammPolicy, full_cache_statistics
 from .config import EvolutionConfig
 
 
@@ -122,10 +122,7 @@ class FitnessEvaluator:
 
     def statistics(self, episodes: list) -> RunningStats:
         """docs/namm-spec.md §7: μ, v of all un-standardised EMA vectors of a full-cache (θ = 0) pass."""
-        policy = NammPolicy(collect_stats=True, gamma=self.config.gamma)
-        for episode in episodes:
-            self.run(episode, policy)
-        return policy.stats
+        return full_cache_statistics(self.run, episodes, self.config.gamma)
 
 
 def normalised_fitness(member: dict[str, list[EpisodeResult]], full: dict[str, list[EpisodeResult]],

@@ -45,10 +45,14 @@ def plot_fitness(rows: list[dict], path: Path) -> None:
 
 
 def summary_table(rows: list[dict]) -> str:
-    """Markdown rows of every generation where the search mean was evaluated."""
+    """Markdown rows of every generation where the search mean was evaluated, including the evaluation of
+    the mean each stage starts from (listed as the generation before the stage's first)."""
     lines = ["| generation | stage | best member | population mean ± std | kept fraction | m evaluated |",
              "|---|---|---|---|---|---|"]
     for r in rows:
+        if "stage_start_fitness" in r:
+            lines.append(f"| {r['generation'] - 1} (stage start) | {r['stage']} | | | | "
+                         f"{r['stage_start_fitness']:.3f} |")
         if "eval_fitness" in r:
             lines.append(f"| {r['generation']} | {r['stage']} | {r['fitness_best']:.3f} | "
                          f"{r['fitness_mean']:.3f} ± {r['fitness_std']:.3f} | {r['kept_fraction']:.3f} | "

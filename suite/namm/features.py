@@ -135,18 +135,20 @@ def update_ema(
     prev_context = torch.where(is_old[:, None], context.float(), 0.0)
     signal = torch.cat([prev_context.transpose(-1, -2), attn.float()], dim=-2)  # [..., 16 + n, N], time down
     frames = n // HOP
-    # every token weighs frame f by (1 − a)·a^(F−1−f), except that a new token (one of the last num_new
-    # slots) skips the frames before its own block (weight 0)
-    weights = frame_weights(num_slots, num_new, frames, gamma).to(attn.device)  # [N, F]
+    # every token weighs frame f by (1 − a)·a^(F−1−f) (frame_weights), except that a new token at offset o
+    # among the last num_new slots skips the frames before its own block, f < ⌊o/16⌋
     base = frame_weights(1, 0, frames, gamma).to(attn.device)[0]  # [F]: an old token's weights
+    n_old = num_slots - num_new
     fresh = signal.new_empty(*lead, num_slots, N_BINS)
     for start, stop, first in _column_blocks(num_slots, num_new, frames):
         # the block's frames from the first that any of its tokens weighs (earlier ones are skipped); then
         # zero the frames its new tokens skip, and one [F'] × [F', 17·w] product
         magnitudes = _column_magnitudes(signal[..., first * HOP:, start:stop])  # [..., F', 17, w]
-        new = max(start, num_slots - num_new)
+        new = max(start, n_old)
         if new < stop:
-            magnitudes[..., new - start:] *= (weights[new:stop, first:] != 0).T[:, None, :]
+            own_frame = torch.arange(new - n_old, stop - n_old, device=attn.device) // HOP  # [w_new]
+            receives = torch.arange(first, frames, device=attn.device)[:, None] >= own_frame  # [F', w_new]
+            magnitudes[..., new - start:] *= receives[:, None, :]
         block = torch.matmul(base[first:], magnitudes.reshape(*lead, frames - first, -1))
         fresh[..., start:stop, :] = block.reshape(*lead, N_BINS, stop - start).transpose(-1, -2)
     decayed = torch.where(is_old[:, None], ema.float() * (gamma**n), 0.0)

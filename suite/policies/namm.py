@@ -173,3 +173,14 @@ class NammPolicy(MemoryPolicy):
         if protected is not None:
             scores = scores.masked_fill(protected & valid, float("inf"))
         return SELECTIONS[self.selection](scores, valid, view.budget)
+
+
+def full_cache_statistics(run_episode, episodes, gamma: float) -> RunningStats:
+    """docs/namm-spec.md §7: μ, v of every un-standardised EMA vector of a full-cache (θ = 0) pass.
+
+    ``run_episode(episode, policy)`` reads one episode under ``policy`` (however the caller schedules it);
+    the statistics are collected under the EMA coefficient ``gamma`` the NAMM will run with."""
+    policy = NammPolicy(collect_stats=True, gamma=gamma)
+    for episode in episodes:
+        run_episode(episode, policy)
+    return policy.stats
