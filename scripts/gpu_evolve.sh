@@ -2,8 +2,10 @@
 # A burst of a NAMM evolution on one GPU, resuming the committed CPU run and leaving its state to commit.
 #
 #   bash scripts/gpu_evolve.sh [GENERATIONS] [RUN_FOLDER] [CONFIG]
-#   # defaults: 40 generations, results/evolve_qa_g97, configs/evolve_smollm2_qa_g97.yaml (from v5, the
-#   # held-out protocol); bash scripts/gpu_evolve.sh 40 results/evolve_qa_k15 configs/evolve_smollm2_qa_k15.yaml
+#   # defaults: 40 generations, results/evolve_qa2k_g97, configs/evolve_smollm2_qa2k_g97.yaml (the run v6
+#   # came from: the held-out protocol, 2k passkey prompts); bash scripts/gpu_evolve.sh 40 results/evolve_qa_g97
+#   # configs/evolve_smollm2_qa_g97.yaml (from v5, 1k prompts);
+#   # bash scripts/gpu_evolve.sh 40 results/evolve_qa_k15 configs/evolve_smollm2_qa_k15.yaml
 #   # (from v4); bash scripts/gpu_evolve.sh 40 results/evolve_qa configs/evolve_smollm2_qa.yaml (from v2);
 #   # bash scripts/gpu_evolve.sh 40 results/evolve_v2 configs/evolve_smollm2_v2.yaml continues the scheduled run
 #
@@ -14,8 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 generations="${1:-40}"
-out="${2:-results/evolve_qa_g97}"
-config="${3:-configs/evolve_smollm2_qa_g97.yaml}"
+out="${2:-results/evolve_qa2k_g97}"
+config="${3:-configs/evolve_smollm2_qa2k_g97.yaml}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 namm="${NAMM:-.venv/bin/namm}"
 "${PYTHON:-.venv/bin/python}" - <<'PY'

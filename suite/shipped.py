@@ -6,11 +6,13 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = PROJECT_ROOT / "checkpoints"
-# the best NAMM for the embedded SmolLM2-135M so far: v5, a scorer fitted to the query-aware eviction
-# under γ = 0.97 with its scores max-pooled over 15 neighbouring tokens (scripts/distill_namm.py);
-# results/evolution.md says where it wins and where it does not. v4 (v2's scorer, pooled) was the default
-# before it; v1, from 30 CPU minutes of CMA-ES (configs/evolve_smollm2.yaml), is checkpoints/namm_smollm2.
-SHIPPED_NAMM = CHECKPOINTS / "namm_smollm2_v5"
+# the best NAMM for the embedded SmolLM2-135M so far: v6, v5 (a scorer fitted to the query-aware eviction
+# under γ = 0.97, its scores max-pooled over 15 neighbouring tokens; scripts/distill_namm.py) after 20
+# generations of CMA-ES on the answer likelihood (configs/evolve_smollm2_qa_g97.yaml, then
+# configs/evolve_smollm2_qa2k_g97.yaml); results/evolution.md says where it wins and by how much. v5 and v4
+# were the defaults before it; v1, from 30 CPU minutes of CMA-ES (configs/evolve_smollm2.yaml), is
+# checkpoints/namm_smollm2.
+SHIPPED_NAMM = CHECKPOINTS / "namm_smollm2_v6"
 
 
 def default_namm() -> str | None:
