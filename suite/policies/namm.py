@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -175,7 +176,8 @@ class NammPolicy(MemoryPolicy):
         return SELECTIONS[self.selection](scores, valid, view.budget)
 
 
-def full_cache_statistics(run_episode, episodes, gamma: float) -> RunningStats:
+def full_cache_statistics(run_episode: Callable[[Any, NammPolicy], object], episodes: Iterable[Any],
+                          gamma: float) -> RunningStats:
     """docs/namm-spec.md §7: μ, v of every un-standardised EMA vector of a full-cache (θ = 0) pass.
 
     ``run_episode(episode, policy)`` reads one episode under ``policy`` (however the caller schedules it);
